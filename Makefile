@@ -1,0 +1,38 @@
+# Two entry points, each self-contained on a fresh machine with only Python:
+#   make demo   -> creates .venv, installs the package, explains a sample on the embedded model
+#   make test   -> creates .venv, installs the package with its test extras, runs pytest
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.base: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# torch goes in first and pinned, so that captum does not pull a CUDA build of torch.
+$(VENV)/.test: $(VENV)/.base
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.bench: $(VENV)/.test
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+demo: $(VENV)/.base
+	$(BIN)/agnostic-explain demo --out demo-output
+
+test: $(VENV)/.test
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.bench
+	$(BIN)/python benchmarks/occlusion.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

@@ -1,0 +1,30 @@
+"""agnostic-explain: explain any model through its ONNX export, on ONNX Runtime.
+
+>>> import agnostic_explain as ae
+>>> from agnostic_explain.data import DEFAULT_MODEL_PATH, load_samples
+>>> images, labels = load_samples()
+>>> explanation = ae.Occlusion(DEFAULT_MODEL_PATH, window=(1, 2, 2)).explain(images[:2])
+>>> explanation.values.shape
+(2, 1, 8, 8)
+"""
+
+from . import errors
+from .explainers import Explainer, Occlusion
+from .explanation import Explanation
+from .runtime import CallableModel, Model, OnnxModel, TensorSpec, load
+
+__version__ = "0.1.0"
+
+__all__ = sorted(
+    [
+        "CallableModel",
+        "Explainer",
+        "Explanation",
+        "Model",
+        "Occlusion",
+        "OnnxModel",
+        "TensorSpec",
+        "errors",
+        "load",
+    ]
+)

@@ -1,0 +1,185 @@
+"""The shared explain pipeline; a method overrides :meth:`Explainer._attribute` and nothing else.
+
+``explain`` validates the inputs, runs the unperturbed rows once, resolves the target, hands
+the method a :class:`Problem`, and wraps what it returns in an :class:`Explanation`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..explanation import Explanation, _jsonable
+from ..runtime.batching import Feeds, evaluate
+from ..runtime.model import Model
+from ..runtime.session import load
+from ..runtime.targets import OUTPUT_TRANSFORMS, Target, resolve, transform
+
+
+@dataclass
+class Problem:
+    """What a method needs to compute attributions for one ``explain`` call.
+
+    Attributes
+    ----------
+    model : Model
+    feeds : Feeds
+        ``feeds.rows`` holds the explained input, batch axis first.
+    output : str
+    target : Target
+    output_transform : str or None
+    base_values : ndarray of shape (n_rows,)
+        The target at the unperturbed rows.
+    progress : bool or None
+    rng : numpy.random.Generator
+    n_evals : int
+        Model rows evaluated so far.
+    """
+
+    model: Model
+    feeds: Feeds
+    output: str
+    target: Target
+    output_transform: str | None
+    base_values: np.ndarray
+    progress: bool | None
+    rng: np.random.Generator
+    n_evals: int = 0
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.feeds.rows
+
+    def evaluate(self, n: int, make_rows: Callable[[int, int], np.ndarray], owners: np.ndarray, desc: str) -> np.ndarray:
+        """Target scalars, shape (n,), for ``n`` perturbed rows built by ``make_rows(start, stop)``.
+
+        ``owners[i]`` is the explained row that perturbed row ``i`` belongs to. All methods
+        go through this one batching path (see :func:`agnostic_explain.runtime.batching.evaluate`).
+        """
+        self.n_evals += n
+        return evaluate(
+            self.model,
+            self.feeds,
+            n=n,
+            make_rows=make_rows,
+            owners=owners,
+            reduce=lambda outputs, own: self.target.select(transform(outputs, self.output_transform), own),
+            output=self.output,
+            progress=self.progress,
+            desc=desc,
+        )
+
+
+class Explainer:
+    """Base class: stores parameters; :meth:`explain` does the shared work.
+
+    Subclasses set ``method`` and implement ``_check(problem_rows)`` (optional, validation
+    before any model call) and ``_attribute(problem) -> ndarray`` shaped like ``problem.rows``.
+    """
+
+    method = "explainer"
+
+    def __init__(self, model):
+        self.model = model
+
+    def _params(self) -> dict:
+        """The parameters recorded in the Explanation."""
+        return {}
+
+    def _check(self, rows: np.ndarray) -> None:
+        """Validate parameters against the explained rows before the model runs."""
+
+    def _attribute(self, problem: Problem) -> np.ndarray:
+        raise NotImplementedError
+
+    def _loaded(self) -> Model:
+        if not isinstance(self.model, Model):
+            self.model = load(self.model)
+        return self.model
+
+    def explain(
+        self,
+        x,
+        target="predicted",
+        *,
+        output=None,
+        input=None,
+        fixed_inputs=None,
+        output_transform=None,
+        progress=None,
+        random_state=None,
+    ) -> Explanation:
+        """Explain rows ``x`` of the model's input.
+
+        Parameters
+        ----------
+        x : array_like of shape (n_rows, ...)
+            Rows of the explained input; one row may be given without its batch axis.
+        target : int, tuple, list, "predicted" or callable, default "predicted"
+            What to explain: a class index for every row, one per row, the predicted class,
+            or ``f(outputs) -> ndarray of shape (batch,)`` for any other scalar.
+        output : str or int, optional
+            The model output to explain; by default the first floating-point one.
+        input : str, optional
+            The explained input of a multi-input model; by default the first.
+        fixed_inputs : dict of str to array_like, optional
+            The other inputs, held fixed: one row (broadcast) or one per row of ``x``.
+        output_transform : None, "softmax" or "sigmoid"
+            Read the target from raw outputs (None) or from probabilities.
+        progress : bool, optional
+            Progress bar: None shows one on runs over ~2 s in a terminal.
+        random_state : int or numpy.random.Generator, optional
+            Seed for methods that sample.
+
+        Returns
+        -------
+        Explanation
+        """
+        started = time.perf_counter()
+        if output_transform not in OUTPUT_TRANSFORMS:
+            raise ParameterError(f"output_transform must be one of {OUTPUT_TRANSFORMS}, got {output_transform!r}")
+        model = self._loaded()
+        feeds = Feeds.prepare(model, x, input=input, fixed_inputs=fixed_inputs)
+        self._check(feeds.rows)
+        output_name = model.output_spec(output).name
+        n = len(feeds.rows)
+        outputs = evaluate(
+            model, feeds, n=n, make_rows=lambda a, b: feeds.rows[a:b], owners=np.arange(n),
+            reduce=lambda out, own: out, output=output_name, progress=False,
+        )
+        outputs = transform(outputs, output_transform)
+        resolved = resolve(target, outputs, output_name=output_name)
+        problem = Problem(
+            model=model,
+            feeds=feeds,
+            output=output_name,
+            target=resolved,
+            output_transform=output_transform,
+            base_values=resolved.select(outputs, np.arange(n)),
+            progress=progress,
+            rng=np.random.default_rng(random_state),
+            n_evals=n,
+        )
+        values = self._attribute(problem)
+        params = dict(self._params(), output_transform=output_transform)
+        if resolved.function is not None:
+            params["target"] = f"callable {getattr(resolved.function, '__name__', 'target')}"
+        return Explanation(
+            values=values,
+            base_values=problem.base_values,
+            data=feeds.rows,
+            target=resolved.as_array(),
+            method=self.method,
+            params=_jsonable(params),
+            n_evals=problem.n_evals,
+            seconds=time.perf_counter() - started,
+            input_name=feeds.name,
+            output_name=output_name,
+            feature_names=model.feature_names,
+            label_names=model.label_names,
+            providers=tuple(getattr(model, "providers", ())),
+        )

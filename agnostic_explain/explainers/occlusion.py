@@ -1,0 +1,183 @@
+"""Occlusion: slide a window over the input, replace it with a baseline, measure the drop."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..errors import ParameterError
+from .base import Explainer, Problem
+
+
+class Occlusion(Explainer):
+    """Sliding-window occlusion (Zeiler & Fergus 2014), numerically equal to Captum's ``Occlusion``.
+
+    Each window position replaces its elements with the baseline. An element's attribution is
+    the mean, over the windows that cover it, of ``target(x) - target(x with window occluded)``.
+    As in Captum, window starts are ``k * stride`` for ``k`` in ``0 .. ceil((size - window) /
+    stride)``, and a window running past the end is clipped.
+
+    Parameters
+    ----------
+    model : str, bytes, onnx.ModelProto, Model or callable
+        See :func:`agnostic_explain.load`.
+    window : int or tuple of int
+        Window shape over one row (all non-batch axes), e.g. ``(3, 16, 16)`` for a CHW image.
+        An int is accepted for rows with one axis.
+    stride : int or tuple of int, optional
+        Step between windows per axis; by default the window itself (non-overlapping tiles).
+        It may not exceed the window on an axis the window does not cover whole.
+    baseline : float, array_like, "mean" or "blur", default 0.0
+        Replacement values: a scalar; an array broadcastable to one row or to ``x``; each
+        row's mean; or a Gaussian blur of the row over its spatial axes (sigma = size / 32,
+        the channel axis of a 3-D row, of size 1, 3 or 4 first or last, is not blurred).
+
+    Examples
+    --------
+    >>> import agnostic_explain as ae
+    >>> from agnostic_explain.data import DEFAULT_MODEL_PATH, load_samples
+    >>> images, labels = load_samples()
+    >>> explanation = ae.Occlusion(DEFAULT_MODEL_PATH, window=(1, 2, 2)).explain(images[:1], target=int(labels[0]))
+    >>> explanation.values.shape, explanation.n_evals
+    ((1, 1, 8, 8), 17)
+    """
+
+    method = "occlusion"
+
+    def __init__(self, model, window, stride=None, baseline=0.0):
+        super().__init__(model)
+        self.window = window
+        self.stride = stride
+        self.baseline = baseline
+
+    def _params(self) -> dict:
+        baseline = self.baseline
+        if not isinstance(baseline, (str, int, float)):
+            baseline = f"array of shape {np.shape(baseline)}"
+        return {"window": self.window, "stride": self.stride, "baseline": baseline}
+
+    def _check(self, rows: np.ndarray) -> None:
+        window_slices(rows.shape[1:], self.window, self.stride)
+        baseline_rows(self.baseline, rows)
+
+    def _attribute(self, problem: Problem) -> np.ndarray:
+        rows = problem.rows
+        slices = window_slices(rows.shape[1:], self.window, self.stride)
+        baseline = baseline_rows(self.baseline, rows)
+        n_windows = len(slices)
+
+        def make_rows(start: int, stop: int) -> np.ndarray:
+            index = np.arange(start, stop)
+            owners, windows = np.divmod(index, n_windows)
+            batch = rows[owners]  # fancy indexing copies
+            for position, (owner, window) in enumerate(zip(owners, windows)):
+                region = slices[window]
+                batch[position][region] = baseline[owner][region]
+            return batch
+
+        total = n_windows * len(rows)
+        owners = np.arange(total) // n_windows
+        scores = problem.evaluate(total, make_rows, owners, desc="occlusion")
+        drops = (problem.base_values[:, None] - scores.reshape(len(rows), n_windows)).astype(np.float64)
+        values = np.zeros(rows.shape, dtype=np.float64)
+        counts = np.zeros(rows.shape[1:], dtype=np.float64)
+        expand = (slice(None),) + (None,) * (rows.ndim - 1)
+        for window, region in enumerate(slices):
+            values[(slice(None),) + region] += drops[:, window][expand]
+            counts[region] += 1.0
+        return (values / counts).astype(np.float32)
+
+
+def window_slices(row_shape: tuple, window, stride) -> list[tuple[slice, ...]]:
+    """All window positions over a row, as tuples of slices, clipped at the far edges.
+
+    Raises
+    ------
+    ParameterError
+        When the window's rank does not match the row, it is larger than the input, or a
+        stride would leave elements uncovered.
+    """
+    rank = len(row_shape)
+    window = _per_axis(window, rank, "window", row_shape)
+    stride = window if stride is None else _per_axis(stride, rank, "stride", row_shape)
+    for axis, (size, width, step) in enumerate(zip(row_shape, window, stride)):
+        if width > size:
+            raise ParameterError(
+                f"window {window} is larger than the input row {tuple(row_shape)} on axis {axis} "
+                f"({width} > {size})"
+            )
+        if step > width and width < size:
+            raise ParameterError(
+                f"stride {stride} exceeds window {window} on axis {axis} ({step} > {width}), "
+                "which would leave elements never occluded"
+            )
+    starts = [
+        range(0, (-(-(size - width) // step)) * step + 1, step)
+        for size, width, step in zip(row_shape, window, stride)
+    ]
+    return [
+        tuple(slice(begin, min(begin + width, size)) for begin, width, size in zip(corner, window, row_shape))
+        for corner in itertools.product(*starts)
+    ]
+
+
+def _per_axis(value, rank: int, name: str, row_shape: tuple) -> tuple[int, ...]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if rank != 1:
+            raise ParameterError(
+                f"{name}={value} is an int, but each input row has {rank} axes {tuple(row_shape)}; "
+                f"pass a tuple of {rank} ints, e.g. {(1,) * (rank - 2) + (value, value) if rank >= 2 else (value,)}"
+            )
+        value = (value,)
+    try:
+        value = tuple(int(item) for item in value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be an int or a tuple of ints, got {value!r}") from None
+    if len(value) != rank:
+        raise ParameterError(
+            f"{name} {value} has {len(value)} entries, but each input row has {rank} axes "
+            f"{tuple(row_shape)} (the batch axis excluded)"
+        )
+    if any(item < 1 for item in value):
+        raise ParameterError(f"{name} entries must be >= 1, got {value}")
+    return value
+
+
+def baseline_rows(baseline, rows: np.ndarray) -> np.ndarray:
+    """The baseline as an array of ``rows``' shape and dtype (a broadcast view where possible)."""
+    if isinstance(baseline, str):
+        if baseline == "mean":
+            axes = tuple(range(1, rows.ndim))
+            values = rows.astype(np.float64).mean(axis=axes, keepdims=True)
+        elif baseline == "blur":
+            values = blur(rows)
+        else:
+            raise ParameterError(f"baseline must be a number, an array, 'mean' or 'blur', got {baseline!r}")
+    else:
+        values = np.asarray(baseline)
+        if values.dtype == object or not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+            raise ParameterError(f"baseline must be numeric, got dtype {values.dtype}")
+        if values.ndim == rows.ndim - 1:
+            values = values[None]
+        try:
+            np.broadcast_shapes(values.shape, rows.shape)
+        except ValueError:
+            raise ParameterError(
+                f"baseline of shape {values.shape} cannot broadcast to the input rows {rows.shape}"
+            ) from None
+    if np.issubdtype(rows.dtype, np.integer) and np.issubdtype(values.dtype, np.floating):
+        values = np.rint(values)
+    return np.broadcast_to(values.astype(rows.dtype), rows.shape)
+
+
+def blur(rows: np.ndarray) -> np.ndarray:
+    """Gaussian blur of each row over its spatial axes (sigma = axis size / 32, at least 1)."""
+    from scipy.ndimage import gaussian_filter
+
+    row_shape = rows.shape[1:]
+    channel = None
+    if len(row_shape) == 3:
+        channel = 0 if row_shape[0] in (1, 3, 4) else (2 if row_shape[2] in (1, 3, 4) else None)
+    sigma = [0.0] + [0.0 if axis == channel else max(1.0, size / 32) for axis, size in enumerate(row_shape)]
+    return gaussian_filter(rows.astype(np.float64), sigma=sigma, mode="reflect")

@@ -1,0 +1,268 @@
+"""The one batching mechanism: every explainer and ``predict`` run their rows through here.
+
+An explainer describes its work as ``n`` rows of the explained input, built on demand by
+``make_rows(start, stop)``, with ``owners[i]`` naming the explained row that row ``i``
+perturbs (so fixed inputs and targets follow it). :func:`evaluate` cuts the rows into
+batches, feeds the other inputs, runs the model, and reduces each batch of outputs at once
+(to target scalars, usually), so that only what is needed is kept.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError, InputShapeError, OutOfMemoryError, ParameterError
+from .specs import TensorSpec, check_finite, conform
+
+#: input and output bytes one batch may hold when the batch size is chosen automatically
+MEMORY_BUDGET = 1 << 30
+#: the largest batch the automatic choice tries
+MAX_AUTO_BATCH = 1024
+#: a larger batch must raise throughput by this factor to be preferred
+_PLATEAU = 1.05
+
+
+@dataclass
+class Feeds:
+    """The explained input's rows (batch first) and the other inputs, validated once.
+
+    Attributes
+    ----------
+    name : str
+        The explained input.
+    spec : TensorSpec
+    rows : ndarray of shape (n_rows, ...)
+        The explained input, batch axis first.
+    fixed : dict of str to (ndarray, TensorSpec)
+        The other inputs, batch axis first with 1 or n_rows rows, or as given when the
+        input has no batch axis.
+    """
+
+    name: str
+    spec: TensorSpec
+    rows: np.ndarray
+    fixed: dict
+
+    @classmethod
+    def prepare(cls, model, x, *, input=None, fixed_inputs=None, check_finite=True) -> "Feeds":
+        spec = model.input_spec(input)
+        rows = _batch_first(_with_batch_axis(x, spec), spec, parameter="x")
+        if rows.shape[0] == 0:
+            raise InputShapeError("x: no rows to explain (the batch axis has size 0)")
+        if check_finite:
+            globals()["check_finite"](rows, parameter="x")
+        fixed_inputs = dict(fixed_inputs or {})
+        if spec.name in fixed_inputs:
+            raise ParameterError(
+                f"fixed_inputs: {spec.name!r} is the explained input; pass it as x, not in fixed_inputs"
+            )
+        known = {other.name for other in model.inputs}
+        unknown = sorted(set(fixed_inputs) - known)
+        if unknown:
+            raise ParameterError(f"fixed_inputs: model has no inputs {unknown}; inputs are {sorted(known)}")
+        fixed = {}
+        for other in model.inputs:
+            if other.name == spec.name:
+                continue
+            if other.name not in fixed_inputs:
+                raise InputError(
+                    f"fixed_inputs: the model also needs input {other.name!r} {other.describe()} "
+                    f"({other.dtype}); pass fixed_inputs={{{other.name!r}: array}}"
+                )
+            value = fixed_inputs[other.name]
+            if other.batch_axis is None:
+                fixed[other.name] = (conform(value, other, parameter=f"fixed_inputs[{other.name!r}]"), other)
+                continue
+            value = _batch_first(_with_batch_axis(value, other), other, parameter=f"fixed_inputs[{other.name!r}]")
+            if value.shape[0] not in (1, rows.shape[0]):
+                raise InputShapeError(
+                    f"fixed_inputs[{other.name!r}]: its batch axis has {value.shape[0]} rows; expected 1 "
+                    f"(shared by all rows) or {rows.shape[0]} (one per row of x)"
+                )
+            fixed[other.name] = (value, other)
+        return cls(name=spec.name, spec=spec, rows=rows, fixed=fixed)
+
+    def batch(self, rows: np.ndarray, owners: np.ndarray) -> dict[str, np.ndarray]:
+        """The model feeds for a batch of explained rows whose sources are ``owners``."""
+        feeds = {self.name: _to_model_layout(rows, self.spec)}
+        for name, (value, spec) in self.fixed.items():
+            if spec.batch_axis is None:
+                feeds[name] = value
+            else:
+                picked = value[owners] if value.shape[0] > 1 else np.repeat(value, len(owners), axis=0)
+                feeds[name] = _to_model_layout(picked, spec)
+        return feeds
+
+    def row_bytes(self, model, output: str) -> int:
+        """Bytes one row moves in and out of the model, for the memory budget."""
+        total = self.rows[0].nbytes + sum(value[0].nbytes for value, spec in self.fixed.values() if spec.batch_axis is not None)
+        out = model.output_spec(output)
+        if out.shape is not None and all(isinstance(dim, int) for dim in out.row_shape()):
+            total += int(np.prod(out.row_shape())) * out.dtype.itemsize
+        else:
+            total += self.rows[0].nbytes  # unknown output size: assume it matches the input
+        return max(total, 1)
+
+
+def _with_batch_axis(value, spec: TensorSpec) -> np.ndarray:
+    value = np.asarray(value)
+    if spec.shape is not None and spec.batch_axis is not None and value.ndim == len(spec.shape) - 1:
+        value = np.expand_dims(value, spec.batch_axis)  # one row given without its batch axis
+    return value
+
+
+def _batch_first(value: np.ndarray, spec: TensorSpec, *, parameter: str) -> np.ndarray:
+    value = conform(value, spec, parameter=parameter)
+    if spec.batch_axis:
+        value = np.moveaxis(value, spec.batch_axis, 0)
+    return value
+
+
+def _to_model_layout(rows: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if spec.batch_axis:
+        rows = np.moveaxis(rows, 0, spec.batch_axis)
+    return np.ascontiguousarray(rows)
+
+
+class BatchSizer:
+    """Chooses batch sizes: fixed when asked, else grows until throughput stops rising.
+
+    The growing phase runs real rows, so measuring costs no extra model calls. The size
+    found is remembered on the model (per explained input) for later calls. An out-of-memory
+    failure halves the size and the batch is retried.
+    """
+
+    def __init__(self, model, key, row_bytes: int, requested=None):
+        self.model, self.key = model, key
+        requested = model.batch_size if requested is None else requested
+        self.cap = max(1, min(MAX_AUTO_BATCH, MEMORY_BUDGET // row_bytes))
+        learned = getattr(model, "_learned_batch", {}).setdefault(key, None) if requested == "auto" else None
+        if requested != "auto":
+            if not isinstance(requested, (int, np.integer)) or isinstance(requested, bool) or requested < 1:
+                raise ParameterError(f"batch_size must be a positive int or 'auto', got {requested!r}")
+            self.size, self.growing = int(requested), False
+        elif learned:
+            self.size, self.growing = min(learned, self.cap), False
+        else:
+            self.size, self.growing = min(2, self.cap), True
+        self.best = (0.0, self.size)
+        self.warm = False
+
+    def next(self, remaining: int) -> int:
+        return max(1, min(self.size, remaining))
+
+    def record(self, rows: int, seconds: float) -> None:
+        if not self.growing or rows < self.size:
+            return
+        if not self.warm:  # the first call pays for allocation and kernel selection
+            self.warm = True
+            return
+        throughput = rows / max(seconds, 1e-9)
+        if throughput > self.best[0] * _PLATEAU and self.size < self.cap:
+            self.best = (max(throughput, self.best[0]), self.size)
+            self.size = min(self.size * 2, self.cap)
+            return
+        if throughput > self.best[0]:
+            self.best = (throughput, self.size)
+        self.size, self.growing = self.best[1], False
+        self.model._learned_batch[self.key] = self.size
+
+    def halve(self) -> None:
+        if self.size == 1:
+            raise OutOfMemoryError("the model ran out of memory on a batch of one row")
+        self.size = max(1, self.size // 2)
+        self.cap = self.size
+        if hasattr(self.model, "_learned_batch"):
+            self.model._learned_batch[self.key] = self.size
+
+
+def evaluate(
+    model,
+    feeds: Feeds,
+    *,
+    n: int,
+    make_rows: Callable[[int, int], np.ndarray],
+    owners: np.ndarray,
+    reduce: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    output: str,
+    batch_size=None,
+    progress=None,
+    desc: str = "evaluating",
+) -> np.ndarray:
+    """Run ``n`` rows through ``model`` in batches and concatenate the reduced outputs.
+
+    Parameters
+    ----------
+    model : Model
+    feeds : Feeds
+    n : int
+        Number of rows to evaluate.
+    make_rows : callable
+        ``make_rows(start, stop)`` returns rows ``start..stop`` of the explained input,
+        batch first, built only when needed.
+    owners : ndarray of shape (n,)
+        The explained row each evaluated row belongs to.
+    reduce : callable
+        ``reduce(outputs, owners) -> ndarray`` applied to each batch's selected output
+        (batch axis first) before it is kept.
+    output : str
+        The output to fetch.
+    batch_size : int or "auto", optional
+        Overrides ``model.batch_size``.
+    progress : bool or None
+        True forces a progress bar, False hides it, None shows it on runs longer than about
+        two seconds when stderr is a terminal.
+
+    Returns
+    -------
+    ndarray
+        The reduced batches, concatenated along axis 0.
+    """
+    from tqdm.auto import tqdm
+
+    out_spec = model.output_spec(output)
+    sizer = BatchSizer(model, (feeds.name, feeds.rows.shape[1:]), feeds.row_bytes(model, output), batch_size)
+    show = progress if progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=n, desc=desc, unit="row", disable=not show, delay=0 if progress else 2.0, leave=False)
+    results, start = [], 0
+    with bar:
+        while start < n:
+            stop = start + sizer.next(n - start)
+            rows, own = make_rows(start, stop), owners[start:stop]
+            began = time.perf_counter()
+            try:
+                outputs = _run_padded(model, feeds.batch(rows, own), output)
+            except OutOfMemoryError:
+                sizer.halve()
+                continue
+            sizer.record(stop - start, time.perf_counter() - began)
+            if out_spec.batch_axis:
+                outputs = np.moveaxis(outputs, out_spec.batch_axis, 0)
+            results.append(reduce(outputs, own))
+            bar.update(stop - start)
+            start = stop
+    return np.concatenate(results, axis=0)
+
+
+def _run_padded(model, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
+    """Run one batch; a model stuck at a static batch size runs it in padded slices."""
+    size = model.static_batch
+    if size is None:
+        return model.run(feeds, [output])[0]
+    n = next(iter(feeds.values())).shape[0]
+    pieces = []
+    for start in range(0, n, size):
+        piece = {name: _pad(value[start : start + size], size) for name, value in feeds.items()}
+        pieces.append(model.run(piece, [output])[0][: min(size, n - start)])
+    return np.concatenate(pieces, axis=0)
+
+
+def _pad(value: np.ndarray, size: int) -> np.ndarray:
+    if value.shape[0] == size:
+        return value
+    return np.concatenate([value, np.repeat(value[-1:], size - value.shape[0], axis=0)], axis=0)

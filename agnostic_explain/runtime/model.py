@@ -1,0 +1,113 @@
+"""The model interface every explainer talks to: specs, one-call runs, batched predict."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError, ParameterError
+from .specs import TensorSpec
+
+
+class Model:
+    """Base of :class:`OnnxModel` and :class:`CallableModel`.
+
+    Subclasses set ``inputs``, ``outputs``, ``label_names``, ``feature_names``, ``metadata``,
+    ``static_batch`` and ``batch_size``, and implement :meth:`_run`.
+    """
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    label_names: tuple[str, ...] | None = None
+    feature_names: tuple[str, ...] | None = None
+    metadata: dict[str, str]
+    #: the only batch size the model runs at, when it could not be made dynamic
+    static_batch: int | None = None
+    batch_size: int | str = "auto"
+
+    def _run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    # -- specs -------------------------------------------------------------------------
+    def input_spec(self, name: str | None = None) -> TensorSpec:
+        """The spec of input ``name``; by default the first input."""
+        if name is None:
+            return self.inputs[0]
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise ParameterError(
+            f"input: model has no input {name!r}; inputs are {[spec.name for spec in self.inputs]}"
+        )
+
+    def output_spec(self, output: str | int | None = None) -> TensorSpec:
+        """The output selected by name or index; by default the first floating-point output."""
+        if output is None:
+            floating = [spec for spec in self.outputs if spec.is_floating]
+            return (floating or self.outputs)[0]
+        if isinstance(output, (int, np.integer)) and not isinstance(output, bool):
+            if not 0 <= output < len(self.outputs):
+                raise ParameterError(
+                    f"output: index {output} is out of range; the model has {len(self.outputs)} outputs "
+                    f"{[spec.name for spec in self.outputs]}"
+                )
+            return self.outputs[output]
+        for spec in self.outputs:
+            if spec.name == output:
+                return spec
+        raise ParameterError(
+            f"output: model has no output {output!r}; outputs are {[spec.name for spec in self.outputs]}"
+        )
+
+    # -- running -----------------------------------------------------------------------
+    def run(self, feeds: dict, output_names: list[str] | None = None) -> list[np.ndarray]:
+        """Run once on ``feeds`` (a dict of input name to array, batch included), no batching.
+
+        Returns the requested outputs (all by default) in order.
+        """
+        names = output_names or [spec.name for spec in self.outputs]
+        missing = [spec.name for spec in self.inputs if spec.name not in feeds]
+        if missing:
+            raise InputError(f"run: missing inputs {missing}")
+        return self._run(feeds, names)
+
+    def predict(
+        self, x, *, input=None, fixed_inputs=None, output=None, batch_size=None, progress=None
+    ) -> np.ndarray:
+        """Run any number of rows through the model in batches and return one output.
+
+        Parameters
+        ----------
+        x : array_like
+            Rows of the input ``input`` (batch axis included).
+        input : str, optional
+            The input ``x`` feeds; by default the first input.
+        fixed_inputs : dict of str to array_like, optional
+            Values for the other inputs, either one row (broadcast) or one per row of ``x``.
+        output : str or int, optional
+            The output returned; by default the first floating-point output.
+        batch_size : int, optional
+            Overrides the model's batch size for this call.
+        progress : bool, optional
+            Show a progress bar (default: only on long runs in a terminal).
+
+        Returns
+        -------
+        ndarray of shape (n_rows, ...)
+        """
+        from .batching import Feeds, evaluate
+
+        feeds = Feeds.prepare(self, x, input=input, fixed_inputs=fixed_inputs, check_finite=False)
+        spec = self.output_spec(output)
+        rows = feeds.rows
+        return evaluate(
+            self,
+            feeds,
+            n=len(rows),
+            make_rows=lambda start, stop: rows[start:stop],
+            owners=np.arange(len(rows)),
+            reduce=lambda outputs, owners: outputs,
+            output=spec.name,
+            batch_size=batch_size,
+            progress=progress,
+            desc="predict",
+        )

@@ -1,0 +1,259 @@
+"""OnnxModel: one ONNX Runtime session per model and device, with specs and batched runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from ..errors import ModelExecutionError, ModelLoadError, ModelNotFoundError, OutOfMemoryError, ParameterError
+from ..graph.batch import make_batch_dynamic, static_batch_size
+from .model import Model
+from .providers import CUDA, resolve_providers
+from .specs import TensorSpec, dtype_from_ort
+
+_MEMORY_MESSAGES = ("out of memory", "failed to allocate", "bad_alloc", "cudaerrormemoryallocation")
+
+
+def load(model, *, providers="auto", device_id: int = 0, batch_size="auto", threads: int | None = None) -> Model:
+    """Load a model for explanation.
+
+    Parameters
+    ----------
+    model : str, os.PathLike, bytes, onnx.ModelProto, Model or callable
+        An ONNX file, its serialized bytes, a ModelProto, an already loaded model (returned
+        as is), or a numpy function ``f(ndarray) -> ndarray`` (wrapped in CallableModel).
+    providers : "auto", "cpu", "cuda" or list
+        Execution providers. "auto" uses CUDA when it is present and usable, else the CPU.
+    device_id : int
+        CUDA device ordinal.
+    batch_size : int or "auto"
+        Rows per model call. "auto" measures throughput on the first batches and picks a
+        size on the plateau within a memory budget.
+    threads : int, optional
+        ONNX Runtime intra-op threads; by default ONNX Runtime's choice (one per core).
+
+    Returns
+    -------
+    Model
+
+    Examples
+    --------
+    >>> import agnostic_explain as ae
+    >>> from agnostic_explain.data import DEFAULT_MODEL_PATH
+    >>> model = ae.load(DEFAULT_MODEL_PATH, providers="cpu")
+    >>> model.inputs[0].name, model.inputs[0].shape
+    ('image', ('batch', 1, 8, 8))
+    """
+    if isinstance(model, Model):
+        return model
+    if callable(model) and not isinstance(model, (str, bytes, os.PathLike, onnx.ModelProto)):
+        from .callable import CallableModel
+
+        return CallableModel(model, batch_size=64 if batch_size == "auto" else batch_size)
+    return OnnxModel(model, providers=providers, device_id=device_id, batch_size=batch_size, threads=threads)
+
+
+def read_model(model) -> tuple[onnx.ModelProto, Path | None]:
+    """Parse and check ``model`` (path, bytes or ModelProto) without loading external weights.
+
+    Returns the proto and, for files, the path (ONNX Runtime resolves external data from it).
+    """
+    if isinstance(model, onnx.ModelProto):
+        proto, path = model, None
+    elif isinstance(model, (bytes, bytearray)):
+        try:
+            proto = onnx.load_from_string(bytes(model))
+        except Exception as error:
+            raise ModelLoadError(f"model: the bytes given are not a serialized ONNX model ({error})") from error
+        path = None
+    elif isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.is_file():
+            raise ModelNotFoundError(f"model: no such file {str(path)!r}")
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as error:
+            raise ModelLoadError(f"model: {str(path)!r} is not an ONNX model ({type(error).__name__}: {error})") from error
+    else:
+        raise ModelLoadError(
+            f"model must be a path, bytes, an onnx.ModelProto or a callable, got {type(model).__name__}"
+        )
+    if not proto.graph.node and not proto.graph.output:
+        raise ModelLoadError("model: the ONNX graph is empty (no nodes and no outputs)")
+    try:
+        # The path form checks external data in place and works past protobuf's 2 GB limit.
+        onnx.checker.check_model(str(path) if path is not None else proto)
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"model fails the ONNX checker: {first}") from error
+    return proto, path
+
+
+def _uses_external_data(proto: onnx.ModelProto) -> bool:
+    return any(
+        tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in proto.graph.initializer
+    )
+
+
+class OnnxModel(Model):
+    """An ONNX model on one ONNX Runtime session.
+
+    Use :func:`agnostic_explain.load` rather than this constructor. See there for parameters.
+
+    Attributes
+    ----------
+    inputs, outputs : list of TensorSpec
+        Names, dtypes and shapes (symbolic dimensions by name).
+    providers : list of str
+        The providers the session actually runs on.
+    static_batch : int or None
+        Set when the model's fixed batch size could not be made dynamic; rows then run in
+        padded batches of this size.
+    metadata : dict of str to str
+        The model's ``metadata_props``.
+    """
+
+    def __init__(self, model, *, providers="auto", device_id=0, batch_size="auto", threads=None):
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ParameterError(f"threads must be a positive int or None, got {threads!r}")
+        if batch_size != "auto" and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+            raise ParameterError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
+        proto, path = read_model(model)
+        self.proto = proto
+        self.path = path
+        self.batch_size = batch_size
+        self.device_id = device_id
+        self._learned_batch = {}
+        self._provider_entries = resolve_providers(providers, device_id)
+        self._threads = threads
+        self.metadata = {prop.key: prop.value for prop in proto.metadata_props}
+        self.label_names = _json_names(self.metadata.get("class_names"))
+        self.feature_names = _json_names(self.metadata.get("feature_names"))
+        self.static_batch = None
+        self.session = self._session_for(proto, path)
+        fixed = static_batch_size(proto)
+        if fixed is not None:
+            self._unfix_batch(proto, path, fixed)
+        self.providers = self.session.get_providers()
+        symbol = _batch_symbol(self.session.get_inputs())
+        self.inputs = _specs(self.session.get_inputs(), symbol)
+        self.outputs = _specs(self.session.get_outputs(), symbol)
+        if self.static_batch is not None:
+            self.inputs = [_static_batch_spec(spec, self.static_batch) for spec in self.inputs]
+            self.outputs = [_static_batch_spec(spec, self.static_batch) for spec in self.outputs]
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{spec.name}{spec.describe()}" for spec in self.inputs)
+        outs = ", ".join(f"{spec.name}{spec.describe()}" for spec in self.outputs)
+        return f"OnnxModel(inputs=[{ins}], outputs=[{outs}], providers={self.providers})"
+
+    @property
+    def on_cuda(self) -> bool:
+        return CUDA in self.providers
+
+    def _session_for(self, proto: onnx.ModelProto, path: Path | None) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
+        if self._threads:
+            options.intra_op_num_threads = self._threads
+        source = str(path) if path is not None else proto.SerializeToString()
+        try:
+            return ort.InferenceSession(source, sess_options=options, providers=self._provider_entries)
+        except Exception as error:
+            raise ModelLoadError(f"model: ONNX Runtime could not create a session: {error}") from error
+
+    def _unfix_batch(self, proto: onnx.ModelProto, path: Path | None, size: int) -> None:
+        """Rewrite a static batch as symbolic, keeping it only if a probe shows rows stay independent."""
+        if not _uses_external_data(proto):
+            candidate = self._session_for(make_batch_dynamic(proto), None)
+            if _rows_independent(candidate, size):
+                self.session = candidate
+                return
+        self.static_batch = size
+
+    # -- running -------------------------------------------------------------------------
+    def _run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
+        try:
+            if self.on_cuda:
+                return self._run_bound(feeds, output_names)
+            return self.session.run(output_names, feeds)
+        except Exception as error:
+            message = str(error)
+            if any(text in message.lower() for text in _MEMORY_MESSAGES):
+                raise OutOfMemoryError(f"ONNX Runtime ran out of memory: {message.splitlines()[0]}") from error
+            raise ModelExecutionError(f"ONNX Runtime failed while running the model: {message}") from error
+
+    def _run_bound(self, feeds, output_names):
+        """IO binding: inputs are copied to the device once, only requested outputs come back."""
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            device_value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", self.device_id)
+            binding.bind_ortvalue_input(name, device_value)
+        for name in output_names:
+            binding.bind_output(name, "cuda", self.device_id)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
+
+
+def _rows_independent(session: ort.InferenceSession, size: int) -> bool:
+    """Whether a session gives each of two rows the same output as running them alone."""
+    generator = np.random.default_rng(0)
+    rows = {}
+    for arg in session.get_inputs():
+        dtype = dtype_from_ort(arg.type)
+        shape = [2] + [dim if isinstance(dim, int) else 1 for dim in arg.shape[1:]]
+        if np.issubdtype(dtype, np.floating):
+            rows[arg.name] = generator.random(shape).astype(dtype)
+        else:
+            rows[arg.name] = np.zeros(shape, dtype=dtype)
+    try:
+        together = session.run(None, rows)
+        alone = [session.run(None, {name: value[i : i + 1] for name, value in rows.items()}) for i in range(2)]
+    except Exception:
+        return False
+    for index, joint in enumerate(together):
+        separate = np.concatenate([outputs[index] for outputs in alone], axis=0)
+        if joint.shape != separate.shape or not np.allclose(joint, separate, rtol=1e-4, atol=1e-5):
+            return False
+    return True
+
+
+def _batch_symbol(args) -> str | None:
+    """The symbolic dimension most inputs lead with: the batch, wherever else it sits."""
+    firsts = [arg.shape[0] for arg in args if arg.shape and isinstance(arg.shape[0], str)]
+    return max(set(firsts), key=firsts.count) if firsts else None
+
+
+def _specs(args, symbol: str | None) -> list[TensorSpec]:
+    """Specs whose batch axis is where ``symbol`` sits, else a leading unknown dimension."""
+    result = []
+    for arg in args:
+        shape = tuple(arg.shape)
+        axis = shape.index(symbol) if symbol is not None and symbol in shape else None
+        if axis is None and shape and shape[0] is None:
+            axis = 0
+        result.append(TensorSpec(name=arg.name, dtype=dtype_from_ort(arg.type), shape=shape, batch_axis=axis))
+    return result
+
+
+def _static_batch_spec(spec: TensorSpec, size: int) -> TensorSpec:
+    if spec.shape and spec.shape[0] == size:
+        return TensorSpec(spec.name, spec.dtype, spec.shape, batch_axis=0)
+    return spec
+
+
+def _json_names(text: str | None) -> tuple[str, ...] | None:
+    if not text:
+        return None
+    try:
+        names = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(names, dict):  # {"0": "cat", ...}
+        names = [names[key] for key in sorted(names, key=lambda key: int(key))]
+    return tuple(str(name) for name in names) if isinstance(names, list) else None

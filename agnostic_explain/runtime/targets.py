@@ -1,0 +1,149 @@
+"""Targets: which scalar of a model's output an explanation explains, one per row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ParameterError, TargetError
+
+OUTPUT_TRANSFORMS = (None, "softmax", "sigmoid")
+
+
+def transform(outputs: np.ndarray, kind: str | None) -> np.ndarray:
+    """Apply ``output_transform`` to a batch of outputs (batch axis first).
+
+    ``"softmax"`` normalises over axis 1 (the class axis), ``"sigmoid"`` is elementwise.
+    """
+    if kind is None:
+        return outputs
+    values = outputs.astype(np.float64, copy=False)
+    if kind == "softmax":
+        if values.ndim < 2:
+            raise ParameterError(
+                f"output_transform='softmax' needs outputs with a class axis, got shape {outputs.shape}"
+            )
+        shifted = values - values.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        return exp / exp.sum(axis=1, keepdims=True)
+    if kind == "sigmoid":
+        return 0.5 * (1.0 + np.tanh(0.5 * values))
+    raise ParameterError(
+        f"output_transform must be one of {OUTPUT_TRANSFORMS}, got {kind!r}"
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved target: per-row indices into the output, or a callable.
+
+    Attributes
+    ----------
+    indices : ndarray of shape (n_rows, k) or None
+        For each explained row, an index into the output's non-batch axes.
+    function : callable or None
+        ``function(outputs) -> ndarray of shape (batch,)`` for custom targets.
+    """
+
+    indices: np.ndarray | None
+    function: Callable | None = None
+
+    def select(self, outputs: np.ndarray, owners: np.ndarray) -> np.ndarray:
+        """Scalars of shape (batch,) from outputs of shape (batch, ...).
+
+        ``owners[i]`` is the explained row that produced output row ``i``.
+        """
+        if self.function is not None:
+            scalars = np.asarray(self.function(outputs), dtype=np.float64)
+            if scalars.shape != (outputs.shape[0],):
+                raise TargetError(
+                    f"target callable must return one scalar per row, shape ({outputs.shape[0]},), "
+                    f"got shape {scalars.shape}"
+                )
+            return scalars
+        flat = outputs.reshape(outputs.shape[0], -1)
+        if self.indices.shape[1] == 0:
+            return flat[:, 0].astype(np.float64)
+        positions = np.ravel_multi_index(tuple(self.indices[owners].T), outputs.shape[1:])
+        return flat[np.arange(len(owners)), positions].astype(np.float64)
+
+    def as_array(self) -> np.ndarray | None:
+        """Indices as stored in an Explanation: shape (n_rows,) for class targets."""
+        if self.indices is None:
+            return None
+        if self.indices.shape[1] == 1:
+            return self.indices[:, 0]
+        return self.indices
+
+
+def resolve(target, outputs: np.ndarray, *, output_name: str = "output") -> Target:
+    """Validate ``target`` against the unperturbed outputs and resolve it per row.
+
+    Parameters
+    ----------
+    target : int, tuple of int, sequence of (int or tuple), "predicted", callable, or None
+        ``None`` is allowed only when each row's output is one scalar.
+    outputs : ndarray of shape (n_rows, ...)
+        The (transformed) outputs at the unperturbed inputs.
+    output_name : str
+        Used in error messages.
+
+    Returns
+    -------
+    Target
+    """
+    n_rows, item_shape = outputs.shape[0], outputs.shape[1:]
+    if callable(target):
+        return Target(indices=None, function=target)
+    if target is None:
+        if int(np.prod(item_shape)) != 1:
+            raise TargetError(
+                f"target is required: output {output_name!r} has shape {outputs.shape[1:]} per row; "
+                "pass an int class index, a list with one per row, 'predicted', or a callable"
+            )
+        return Target(indices=np.zeros((n_rows, 0), dtype=np.int64))
+    if isinstance(target, str):
+        if target != "predicted":
+            raise TargetError(f"target: the only string accepted is 'predicted', got {target!r}")
+        flat = outputs.reshape(n_rows, -1)
+        best = np.argmax(flat, axis=1) if flat.shape[1] else np.zeros(n_rows, dtype=np.int64)
+        if not item_shape:
+            return Target(indices=np.zeros((n_rows, 0), dtype=np.int64))
+        return Target(indices=np.stack(np.unravel_index(best, item_shape), axis=1))
+    if isinstance(target, (int, np.integer, tuple)):
+        rows = [target] * n_rows
+    elif isinstance(target, (list, np.ndarray)):
+        rows = list(target)
+        if len(rows) != n_rows:
+            raise TargetError(
+                f"target: a list of targets needs one per explained row ({n_rows}), got {len(rows)}"
+            )
+    else:
+        raise TargetError(
+            f"target must be an int, a tuple, a list, 'predicted' or a callable, got {type(target).__name__}"
+        )
+    indices = np.array([_one_index(item, item_shape, output_name) for item in rows], dtype=np.int64)
+    return Target(indices=indices.reshape(n_rows, -1))
+
+
+def _one_index(item, item_shape: tuple, output_name: str) -> tuple:
+    index = tuple(item) if isinstance(item, (tuple, list, np.ndarray)) else (item,)
+    if not all(isinstance(value, (int, np.integer)) and not isinstance(value, bool) for value in index):
+        raise TargetError(f"target: indices must be integers, got {item!r}")
+    if len(index) == 1 and len(item_shape) == 2 and item_shape[1] == 1:
+        index = (index[0], 0)  # a (batch, classes, 1) output still takes a class index
+    if len(index) != len(item_shape):
+        raise TargetError(
+            f"target {item!r} indexes {len(index)} axes, but output {output_name!r} has "
+            f"{len(item_shape)} non-batch axes {item_shape}; pass a tuple with one index per axis "
+            "or a callable that reduces each row to a scalar"
+        )
+    for value, size in zip(index, item_shape):
+        if not -size <= value < size:
+            raise TargetError(
+                f"target {item!r} is out of range for output {output_name!r} of shape "
+                f"{item_shape} per row (valid: 0..{size - 1})"
+            )
+    return tuple(int(value) % size for value, size in zip(index, item_shape))
