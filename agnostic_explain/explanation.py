@@ -93,7 +93,7 @@ class Explanation:
         """Write to ``path`` as ``.npz`` (no pickle). Returns the path written."""
         path = Path(path)
         if path.suffix != ".npz":
-            path = path.with_suffix(".npz")
+            path = path.with_name(path.name + ".npz")
         meta = {
             "format": _FORMAT,
             **{f.name: getattr(self, f.name) for f in fields(self) if f.name not in _ARRAYS},

@@ -6,6 +6,7 @@ scikit-image's bundled data. This module is never imported by the package.
 """
 
 import io
+import warnings
 
 import numpy as np
 import torch
@@ -233,9 +234,12 @@ def export_onnx(module, path=None, input_shape=(1, 3, 224, 224), dynamic_batch=T
         # The TorchScript exporter is quick and needs no onnxscript.
         buffer = io.BytesIO()
         dynamic_axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
-        torch.onnx.export(
-            module, (example,), buffer, dynamic_axes=dynamic_axes, dynamo=False, **names
-        )
+        with warnings.catch_warnings():
+            # _fold_constants below does the folding this warning is about.
+            warnings.filterwarnings("ignore", "Constant folding - Only steps=1")
+            torch.onnx.export(
+                module, (example,), buffer, dynamic_axes=dynamic_axes, dynamo=False, **names
+            )
         model = _fold_constants(onnx.load_from_string(buffer.getvalue()))
     except TypeError:  # a torch without the TorchScript exporter
         dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
@@ -265,17 +269,19 @@ def _fold_constants(model):
     values = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
     kept = []
     for node in graph.node:
-        if all(name in values for name in node.input if name):
-            feeds = {name: values[name] for name in node.input if name}
-            outputs = ReferenceEvaluator(node).run(None, feeds)
+        inputs = [name for name in node.input if name]
+        if all(name in values for name in inputs):
+            outputs = ReferenceEvaluator(node).run(None, {name: values[name] for name in inputs})
             values.update(zip(node.output, outputs))
         else:
             kept.append(node)
     used = {name for node in kept for name in node.input} | {out.name for out in graph.output}
-    folded = onnx.helper.make_graph(
-        kept, graph.name, graph.input, graph.output,
-        [numpy_helper.from_array(np.asarray(values[name]), name) for name in values if name in used],
-    )
+    initializers = [
+        numpy_helper.from_array(np.asarray(value), name)
+        for name, value in values.items()
+        if name in used
+    ]
+    folded = onnx.helper.make_graph(kept, graph.name, graph.input, graph.output, initializers)
     return onnx.helper.make_model(
         folded, opset_imports=model.opset_import, producer_name=model.producer_name,
         producer_version=model.producer_version, ir_version=model.ir_version,

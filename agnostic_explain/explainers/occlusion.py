@@ -53,8 +53,8 @@ class Occlusion(Explainer):
 
     def _params(self) -> dict:
         baseline = self.baseline
-        if not isinstance(baseline, (str, int, float)):
-            baseline = f"array of shape {np.shape(baseline)}"
+        if not isinstance(baseline, str):
+            baseline = float(baseline) if np.ndim(baseline) == 0 else f"array of shape {np.shape(baseline)}"
         return {"window": self.window, "stride": self.stride, "baseline": baseline}
 
     def _check(self, rows: np.ndarray) -> None:
@@ -158,13 +158,15 @@ def baseline_rows(baseline, rows: np.ndarray) -> np.ndarray:
         values = np.asarray(baseline)
         if values.dtype == object or not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
             raise ParameterError(f"baseline must be numeric, got dtype {values.dtype}")
+        given = values.shape
         if values.ndim == rows.ndim - 1:
             values = values[None]
         try:
             np.broadcast_shapes(values.shape, rows.shape)
         except ValueError:
             raise ParameterError(
-                f"baseline of shape {values.shape} cannot broadcast to the input rows {rows.shape}"
+                f"baseline of shape {given} cannot broadcast to one input row {rows.shape[1:]} "
+                f"or to the rows {rows.shape}"
             ) from None
     if np.issubdtype(rows.dtype, np.integer) and np.issubdtype(values.dtype, np.floating):
         values = np.rint(values)

@@ -8,26 +8,23 @@ __all__ = ["make_batch_dynamic", "static_batch_size"]
 
 
 def static_batch_size(model: onnx.ModelProto) -> int | None:
-    """The static batch size shared by the graph inputs, or None if the batch is already dynamic.
+    """The static batch size of a model, or None if its batch is already dynamic.
 
-    A model has a static batch when no graph input has a symbolic first dimension and every
-    input of rank >= 1 that is not an initializer has the same static first dimension.
+    The batch is static when the first graph input (initializers excluded) of rank >= 1 has
+    a static first dimension and no input has a symbolic first dimension. The size is that
+    first dimension; inputs whose first dimension differs (a shared table, a scalar) are
+    taken to have no batch axis.
     """
     initializers = {tensor.name for tensor in model.graph.initializer}
     firsts = []
     for value in model.graph.input:
-        if value.name in initializers:
-            continue
         dims = value.type.tensor_type.shape.dim
-        if not value.type.tensor_type.HasField("shape") or len(dims) == 0:
+        if value.name in initializers or not value.type.tensor_type.HasField("shape") or len(dims) == 0:
             continue
-        first = dims[0]
-        if not first.HasField("dim_value"):
+        if not dims[0].HasField("dim_value"):
             return None
-        firsts.append(first.dim_value)
-    if firsts and all(size == firsts[0] for size in firsts):
-        return firsts[0]
-    return None
+        firsts.append(dims[0].dim_value)
+    return firsts[0] if firsts else None
 
 
 def make_batch_dynamic(model: onnx.ModelProto, *, dim_name: str = "batch") -> onnx.ModelProto:

@@ -20,11 +20,11 @@ from ..errors import InputError, InputShapeError, OutOfMemoryError, ParameterErr
 from .specs import TensorSpec, check_finite, conform
 
 #: input and output bytes one batch may hold when the batch size is chosen automatically
-MEMORY_BUDGET = 1 << 30
-#: the largest batch the automatic choice tries
-MAX_AUTO_BATCH = 1024
-#: a larger batch must raise throughput by this factor to be preferred
-_PLATEAU = 1.05
+MEMORY_BUDGET = 256 << 20
+#: the largest batch the automatic choice tries: intermediate activations grow with it too
+MAX_AUTO_BATCH = 256
+#: a larger batch is tried next while its throughput stays within this factor of the best
+_TOLERANCE = 0.95
 
 
 @dataclass
@@ -98,6 +98,10 @@ class Feeds:
                 feeds[name] = _to_model_layout(picked, spec)
         return feeds
 
+    def batched_names(self) -> set[str]:
+        """The feeds that carry a batch axis."""
+        return {self.name} | {name for name, (_, spec) in self.fixed.items() if spec.batch_axis is not None}
+
     def row_bytes(self, model, output: str) -> int:
         """Bytes one row moves in and out of the model, for the memory budget."""
         total = self.rows[0].nbytes + sum(value[0].nbytes for value, spec in self.fixed.values() if spec.batch_axis is not None)
@@ -130,18 +134,21 @@ def _to_model_layout(rows: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 class BatchSizer:
-    """Chooses batch sizes: fixed when asked, else grows until throughput stops rising.
+    """Chooses batch sizes: fixed when asked, else grows while throughput keeps up.
 
-    The growing phase runs real rows, so measuring costs no extra model calls. The size
-    found is remembered on the model (per explained input) for later calls. An out-of-memory
-    failure halves the size and the batch is retried.
+    The growing phase runs real rows, so measuring costs no extra model calls. Each size
+    runs twice and only the second run is timed, since the first run at a new shape pays for
+    allocations. Growth stops when throughput falls below 95% of the best seen, at the
+    memory cap, or at ``MAX_AUTO_BATCH``; the best size is kept and remembered on the model
+    (per explained input) for later calls. An out-of-memory failure halves the size and the
+    batch is retried.
     """
 
     def __init__(self, model, key, row_bytes: int, requested=None):
         self.model, self.key = model, key
         requested = model.batch_size if requested is None else requested
         self.cap = max(1, min(MAX_AUTO_BATCH, MEMORY_BUDGET // row_bytes))
-        learned = getattr(model, "_learned_batch", {}).setdefault(key, None) if requested == "auto" else None
+        learned = model.tuned_batch_sizes.get(key) if requested == "auto" else None
         if requested != "auto":
             if not isinstance(requested, (int, np.integer)) or isinstance(requested, bool) or requested < 1:
                 raise ParameterError(f"batch_size must be a positive int or 'auto', got {requested!r}")
@@ -159,26 +166,24 @@ class BatchSizer:
     def record(self, rows: int, seconds: float) -> None:
         if not self.growing or rows < self.size:
             return
-        if not self.warm:  # the first call pays for allocation and kernel selection
+        if not self.warm:  # the first run at this size pays for allocations
             self.warm = True
             return
         throughput = rows / max(seconds, 1e-9)
-        if throughput > self.best[0] * _PLATEAU and self.size < self.cap:
-            self.best = (max(throughput, self.best[0]), self.size)
-            self.size = min(self.size * 2, self.cap)
-            return
         if throughput > self.best[0]:
             self.best = (throughput, self.size)
+        if throughput >= _TOLERANCE * self.best[0] and self.size < self.cap:
+            self.size, self.warm = min(self.size * 2, self.cap), False
+            return
         self.size, self.growing = self.best[1], False
-        self.model._learned_batch[self.key] = self.size
+        self.model.tuned_batch_sizes[self.key] = self.size
 
     def halve(self) -> None:
         if self.size == 1:
             raise OutOfMemoryError("the model ran out of memory on a batch of one row")
-        self.size = max(1, self.size // 2)
-        self.cap = self.size
-        if hasattr(self.model, "_learned_batch"):
-            self.model._learned_batch[self.key] = self.size
+        self.size = self.cap = max(1, self.size // 2)
+        self.best, self.growing = (0.0, self.size), False
+        self.model.tuned_batch_sizes[self.key] = self.size
 
 
 def evaluate(
@@ -236,7 +241,7 @@ def evaluate(
             rows, own = make_rows(start, stop), owners[start:stop]
             began = time.perf_counter()
             try:
-                outputs = _run_padded(model, feeds.batch(rows, own), output)
+                outputs = _run_padded(model, feeds.batch(rows, own), feeds.batched_names(), output)
             except OutOfMemoryError:
                 sizer.halve()
                 continue
@@ -249,15 +254,18 @@ def evaluate(
     return np.concatenate(results, axis=0)
 
 
-def _run_padded(model, feeds: dict[str, np.ndarray], output: str) -> np.ndarray:
+def _run_padded(model, feeds: dict[str, np.ndarray], batched: set[str], output: str) -> np.ndarray:
     """Run one batch; a model stuck at a static batch size runs it in padded slices."""
     size = model.static_batch
     if size is None:
         return model.run(feeds, [output])[0]
-    n = next(iter(feeds.values())).shape[0]
+    n = len(feeds[next(iter(batched))])
     pieces = []
     for start in range(0, n, size):
-        piece = {name: _pad(value[start : start + size], size) for name, value in feeds.items()}
+        piece = {
+            name: _pad(value[start : start + size], size) if name in batched else value
+            for name, value in feeds.items()
+        }
         pieces.append(model.run(piece, [output])[0][: min(size, n - start)])
     return np.concatenate(pieces, axis=0)
 

@@ -55,7 +55,6 @@ class CallableModel(Model):
         self.feature_names = tuple(feature_names) if feature_names is not None else None
         self.metadata = {}
         self.providers = ["python"]
-        self._learned_batch = {}
 
     def __repr__(self) -> str:
         name = getattr(self.function, "__name__", type(self.function).__name__)

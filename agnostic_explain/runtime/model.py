@@ -24,6 +24,11 @@ class Model:
     static_batch: int | None = None
     batch_size: int | str = "auto"
 
+    @property
+    def tuned_batch_sizes(self) -> dict:
+        """Batch sizes found by ``batch_size="auto"``, per explained input and row shape."""
+        return self.__dict__.setdefault("_tuned_batch_sizes", {})
+
     def _run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
         raise NotImplementedError
 

@@ -128,7 +128,6 @@ class OnnxModel(Model):
         self.path = path
         self.batch_size = batch_size
         self.device_id = device_id
-        self._learned_batch = {}
         self._provider_entries = resolve_providers(providers, device_id)
         self._threads = threads
         self.metadata = {prop.key: prop.value for prop in proto.metadata_props}
@@ -201,19 +200,28 @@ class OnnxModel(Model):
 
 
 def _rows_independent(session: ort.InferenceSession, size: int) -> bool:
-    """Whether a session gives each of two rows the same output as running them alone."""
+    """Whether a session gives each of two rows the same output as running them alone.
+
+    Inputs whose first dimension is not symbolic (scalars, shared tables) get their declared
+    shape and are fed unchanged to every run.
+    """
     generator = np.random.default_rng(0)
-    rows = {}
+    batched, shared = {}, {}
     for arg in session.get_inputs():
         dtype = dtype_from_ort(arg.type)
-        shape = [2] + [dim if isinstance(dim, int) else 1 for dim in arg.shape[1:]]
-        if np.issubdtype(dtype, np.floating):
-            rows[arg.name] = generator.random(shape).astype(dtype)
-        else:
-            rows[arg.name] = np.zeros(shape, dtype=dtype)
+        is_batched = bool(arg.shape) and isinstance(arg.shape[0], str)
+        dims = arg.shape[1:] if is_batched else arg.shape
+        shape = ([2] if is_batched else []) + [dim if isinstance(dim, int) else 1 for dim in dims]
+        value = generator.random(shape).astype(dtype) if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype)
+        (batched if is_batched else shared)[arg.name] = value
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # a failing probe is an expected outcome, not an error to print
     try:
-        together = session.run(None, rows)
-        alone = [session.run(None, {name: value[i : i + 1] for name, value in rows.items()}) for i in range(2)]
+        together = session.run(None, {**batched, **shared}, quiet)
+        alone = [
+            session.run(None, {**{name: value[i : i + 1] for name, value in batched.items()}, **shared}, quiet)
+            for i in range(2)
+        ]
     except Exception:
         return False
     for index, joint in enumerate(together):

@@ -1,0 +1,174 @@
+"""Occlusion on a pretrained ImageNet CNN: agnostic-explain against the model-bound limit and Captum.
+
+The case is the foundation issue's: EfficientNet-Lite0 (pretrained, exported from PyTorch),
+one 1x3x224x224 image, window (3, 16, 16), stride (3, 8, 8), baseline 0, the predicted class
+on raw logits: 729 perturbations. All figures come from one process and one run:
+
+- model-bound time: the rows the explanation evaluates divided by the model's best ONNX
+  Runtime throughput on the same provider, over batch sizes 1..128;
+- agnostic-explain's wall time (a freshly loaded model each repeat, so the automatic batch
+  size is found again every time), and its ratio to the model-bound time;
+- Captum's ``Occlusion`` on the PyTorch source model: its time, and the largest difference
+  between the two attributions relative to the largest attribution;
+- the process's peak resident memory.
+
+Run: ``python benchmarks/occlusion.py [--provider cpu|cuda] [--repeats 3] [--no-captum]``.
+It prints a table and writes ``benchmarks/results/occlusion-<provider>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import agnostic_explain as ae  # noqa: E402
+
+WINDOW, STRIDE, BASELINE = (3, 16, 16), (3, 8, 8), 0.0
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def model_throughput(model: ae.OnnxModel, image: np.ndarray, repeats: int) -> dict[int, float]:
+    """Rows per second of plain ``session.run`` at each batch size (best of ``repeats``, warm)."""
+    name = model.inputs[0].name
+    result = {}
+    for size in BATCH_SIZES:
+        batch = np.repeat(image, size, axis=0)
+        model.run({name: batch})  # warm-up: allocations and kernel choice
+        calls = max(1, 64 // size)
+        best = float("inf")
+        for _ in range(repeats):
+            began = time.perf_counter()
+            for _ in range(calls):
+                model.run({name: batch})
+            best = min(best, (time.perf_counter() - began) / calls)
+        result[size] = size / best
+    return result
+
+
+def run_ours(path: str, provider: str, image: np.ndarray, target: int, repeats: int):
+    times, explanation = [], None
+    for _ in range(repeats):
+        model = ae.load(path, providers=provider)  # fresh: the batch size is measured again
+        explainer = ae.Occlusion(model, window=WINDOW, stride=STRIDE, baseline=BASELINE)
+        began = time.perf_counter()
+        explanation = explainer.explain(image, target=target, progress=False)
+        times.append(time.perf_counter() - began)
+        batch = next(iter(model.tuned_batch_sizes.values()), None)
+    return explanation, times, batch
+
+
+def run_captum(module, image: np.ndarray, target: int, per_eval: int):
+    import torch
+    from captum.attr import Occlusion
+
+    occlusion = Occlusion(module)
+    began = time.perf_counter()
+    with torch.no_grad():
+        values = occlusion.attribute(
+            torch.from_numpy(image), sliding_window_shapes=WINDOW, strides=STRIDE,
+            baselines=BASELINE, target=target, perturbations_per_eval=per_eval,
+        )
+    return values.numpy(), time.perf_counter() - began
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--provider", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-captum", action="store_true", help="skip Captum (time and parity)")
+    parser.add_argument("--captum-batch", type=int, default=32, help="Captum's perturbations_per_eval")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from benchmarks.models import efficientnet_lite0, export_onnx, sample_image
+
+    module = efficientnet_lite0(pretrained=True)
+    image = sample_image("chelsea")
+    with torch.no_grad():
+        target = int(module(torch.from_numpy(image)).argmax())
+    path = str(Path(tempfile.mkdtemp()) / "efficientnet_lite0.onnx")
+    export_onnx(module, path)
+
+    probe = ae.load(path, providers=args.provider)
+    throughput = model_throughput(probe, image, args.repeats)
+    best_size = max(throughput, key=throughput.get)
+    explanation, times, chosen = run_ours(path, args.provider, image, target, args.repeats)
+    bound = explanation.n_evals / throughput[best_size]
+
+    record = {
+        "case": "occlusion efficientnet_lite0 1x3x224x224 window (3,16,16) stride (3,8,8) baseline 0",
+        "provider": probe.providers[0],
+        "machine": f"{platform.machine()} {platform.processor() or ''} {_cpu_count()} cores".strip(),
+        "onnxruntime": __import__("onnxruntime").__version__,
+        "target": target,
+        "perturbations": explanation.n_evals - 1,
+        "n_evals": explanation.n_evals,
+        "throughput_rows_per_s": {str(size): round(value, 2) for size, value in throughput.items()},
+        "best_batch": best_size,
+        "auto_batch": chosen,
+        "model_bound_s": bound,
+        "ours_s": times,
+        "ours_best_s": min(times),
+        "ours_median_s": float(np.median(times)),
+        "ratio_median": float(np.median(times)) / bound,
+        "ratio_best": min(times) / bound,
+    }
+    if not args.no_captum:
+        torch_values, captum_seconds = run_captum(module, image, target, args.captum_batch)
+        scale = float(np.abs(torch_values).max())
+        record["captum_s"] = captum_seconds
+        record["captum_perturbations_per_eval"] = args.captum_batch
+        record["max_abs_diff_vs_captum"] = float(np.abs(explanation.values - torch_values).max())
+        record["max_rel_diff_vs_captum"] = record["max_abs_diff_vs_captum"] / scale
+    record["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"occlusion-{args.provider}.json").write_text(json.dumps(record, indent=2))
+    _print(record)
+    return 0
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _print(record: dict) -> None:
+    print(f"case: {record['case']}  ({record['perturbations']} perturbations, {record['n_evals']} rows)")
+    print(f"provider: {record['provider']}  machine: {record['machine']}  onnxruntime {record['onnxruntime']}")
+    sizes = ", ".join(f"{size}: {value:.1f}" for size, value in record["throughput_rows_per_s"].items())
+    print(f"model throughput (rows/s by batch size): {sizes}")
+    print(f"model-bound time      {record['model_bound_s']:8.3f} s  (best batch {record['best_batch']})")
+    print(
+        f"agnostic-explain      {record['ours_median_s']:8.3f} s  median of {len(record['ours_s'])}, "
+        f"best {record['ours_best_s']:.3f} s, auto batch {record['auto_batch']}"
+    )
+    print(f"ratio to model bound  {record['ratio_median']:8.3f}    (best {record['ratio_best']:.3f})")
+    if "captum_s" in record:
+        print(
+            f"captum (torch)        {record['captum_s']:8.3f} s  perturbations_per_eval="
+            f"{record['captum_perturbations_per_eval']}"
+        )
+        print(
+            f"parity vs captum      max |diff| {record['max_abs_diff_vs_captum']:.3g}, "
+            f"relative to max |attribution| {record['max_rel_diff_vs_captum']:.3g}"
+        )
+    print(f"peak RSS              {record['peak_rss_mib']:8.1f} MiB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

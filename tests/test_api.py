@@ -1,0 +1,50 @@
+"""The public API: a sorted ``__all__`` whose names resolve, and docstring examples that run."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+import agnostic_explain as ae
+
+DOCTESTED = [
+    "agnostic_explain",
+    "agnostic_explain.runtime.session",
+    "agnostic_explain.runtime.callable",
+    "agnostic_explain.explainers.occlusion",
+    "agnostic_explain.graph.batch",
+    "agnostic_explain.data",
+]
+
+
+def test_all_is_sorted_and_resolves():
+    assert ae.__all__ == sorted(ae.__all__)
+    assert len(set(ae.__all__)) == len(ae.__all__)
+    for name in ae.__all__:
+        assert getattr(ae, name) is not None, name
+
+
+@pytest.mark.parametrize("module", ["agnostic_explain.errors", "agnostic_explain.runtime", "agnostic_explain.graph", "agnostic_explain.explainers", "agnostic_explain.data"])
+def test_subpackage_all_resolves(module):
+    imported = importlib.import_module(module)
+    for name in imported.__all__:
+        assert hasattr(imported, name), f"{module}.{name}"
+
+
+def test_public_classes_are_the_runtime_ones():
+    from agnostic_explain.runtime.callable import CallableModel
+    from agnostic_explain.runtime.model import Model
+
+    assert ae.CallableModel is CallableModel and issubclass(ae.OnnxModel, Model)
+    assert issubclass(ae.Occlusion, ae.Explainer)
+    assert ae.Occlusion.method == "occlusion"
+
+
+@pytest.mark.parametrize("module", DOCTESTED)
+def test_doctests(module):
+    imported = importlib.import_module(module)
+    result = doctest.testmod(imported, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.attempted > 0, f"{module} has no examples to run"
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {module}"
