@@ -42,6 +42,9 @@ class Explanation:
         Names of input features and of output classes, where the model carries them.
     providers : tuple of str
         Execution providers the model ran on.
+    preprocessing : dict or None
+        How raw inputs became ``data`` (layout, scale, mean, std), from the model's metadata;
+        plots use it to show inputs un-normalised.
     """
 
     values: np.ndarray
@@ -57,6 +60,7 @@ class Explanation:
     feature_names: tuple[str, ...] | None = None
     label_names: tuple[str, ...] | None = None
     providers: tuple[str, ...] = ()
+    preprocessing: dict | None = None
 
     def __len__(self) -> int:
         return int(self.values.shape[0])

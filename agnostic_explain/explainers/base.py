@@ -182,4 +182,5 @@ class Explainer:
             feature_names=model.feature_names,
             label_names=model.label_names,
             providers=tuple(getattr(model, "providers", ())),
+            preprocessing=model.preprocessing,
         )

@@ -19,6 +19,8 @@ class Model:
     outputs: list[TensorSpec]
     label_names: tuple[str, ...] | None = None
     feature_names: tuple[str, ...] | None = None
+    #: how raw inputs become model inputs: layout, scale, mean, std (from the model's metadata)
+    preprocessing: dict | None = None
     metadata: dict[str, str]
     #: the only batch size the model runs at, when it could not be made dynamic
     static_batch: int | None = None

@@ -133,6 +133,7 @@ class OnnxModel(Model):
         self.metadata = {prop.key: prop.value for prop in proto.metadata_props}
         self.label_names = _json_names(self.metadata.get("class_names"))
         self.feature_names = _json_names(self.metadata.get("feature_names"))
+        self.preprocessing = _json_preprocessing(self.metadata.get("preprocessing"))
         self.static_batch = None
         self.session = self._session_for(proto, path)
         fixed = static_batch_size(proto)
@@ -253,6 +254,20 @@ def _static_batch_spec(spec: TensorSpec, size: int) -> TensorSpec:
     if spec.shape and spec.shape[0] == size:
         return TensorSpec(spec.name, spec.dtype, spec.shape, batch_axis=0)
     return spec
+
+
+def _json_preprocessing(text: str | None) -> dict | None:
+    """The ``preprocessing`` metadata (layout, scale, mean, std), or None when absent or malformed."""
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if not isinstance(found, dict):
+        return None
+    result = {key: found[key] for key in ("layout", "scale", "mean", "std") if found.get(key) is not None}
+    if "layout" in result:
+        result["layout"] = str(result["layout"]).lower()
+    return result or None
 
 
 def _json_names(text: str | None) -> tuple[str, ...] | None:

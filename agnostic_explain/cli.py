@@ -1,0 +1,312 @@
+"""The ``agnostic-explain`` command: inspect a model, explain an input file, run the demo.
+
+Errors the user can fix (a missing file, a bad flag value, an input that does not fit the
+model) print one line, ``agnostic-explain: error: ...``, and exit with status 1; argparse
+usage errors exit with 2. ``--verbose`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import AgnosticExplainError, ParameterError
+
+PROG = "agnostic-explain"
+_MAX_PANELS = 16  # heatmap.png shows at most this many rows
+
+
+def main(argv=None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (AgnosticExplainError, OSError) as error:
+        if args.verbose:
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    parser = argparse.ArgumentParser(prog=PROG, description="Explain any model through its ONNX export.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--verbose", action="store_true", default=False, help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    inspect = commands.add_parser("inspect", parents=[common], help="show a model's inputs, outputs and runtime")
+    inspect.add_argument("model", metavar="MODEL", help="an .onnx file")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _runtime_flags(inspect)
+    inspect.set_defaults(run=_inspect)
+
+    explain = commands.add_parser("explain", parents=[common], help="explain an input file (.npy, .npz, image)")
+    explain.add_argument("model", metavar="MODEL", help="an .onnx file")
+    explain.add_argument("input_file", metavar="INPUT", help=".npy, .npz, or an image (png, jpg, ...)")
+    explain.add_argument("--method", choices=["occlusion"], default="occlusion", help="attribution method")
+    explain.add_argument("--out", required=True, help="output folder (created)")
+    add = explain.add_argument
+    add("--target", default="predicted", help="class index, one per row (3,5), or 'predicted' (default)")
+    add("--window", help="occlusion window per row axis, e.g. 1,2,2 (default: about 1/8 of each side)")
+    add("--stride", help="step per axis (default: the window)")
+    add("--baseline", default="0", help="0, mean, blur or any number (default 0)")
+    add("--input", dest="input_name", metavar="NAME", help="the explained input of a multi-input model")
+    add("--output", metavar="NAME_OR_INDEX", help="the explained output (default: first floating one)")
+    add("--output-transform", choices=["softmax", "sigmoid"], help="explain probabilities, not raw outputs")
+    add("--fixed", action="append", default=[], metavar="NAME=FILE.npy", help="another input, held fixed")
+    add("--key", help="array name inside an .npz (default: the model input's name, else the first)")
+    add("--resize", metavar="H,W", help="image size (default: the model's static size)")
+    add("--scale", help="multiply pixels by this first (images: 1/255 unless the model's metadata says)")
+    add("--mean", metavar="A,B,C", help="per-channel mean subtracted after scaling")
+    add("--std", metavar="A,B,C", help="per-channel std divided by after the mean")
+    add("--layout", choices=["nchw", "nhwc"], help="image layout the model wants (default: from its shape)")
+    _runtime_flags(explain)
+    explain.set_defaults(run=_explain)
+
+    demo = commands.add_parser("demo", parents=[common], help="explain samples with the embedded digits CNN")
+    demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _runtime_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--device-id", default="0", help="CUDA device ordinal")
+    parser.add_argument("--batch-size", default="auto", help="rows per model call, or auto")
+
+
+def _load(args):
+    from .runtime import load
+
+    return load(
+        args.model,
+        providers=args.provider,
+        device_id=_integer(args.device_id, "--device-id"),
+        batch_size="auto" if args.batch_size == "auto" else _integer(args.batch_size, "--batch-size"),
+    )
+
+
+# -- inspect ----------------------------------------------------------------------------
+def _inspect(args) -> int:
+    import onnxruntime as ort
+
+    from .runtime.providers import cuda_device_count
+
+    model = _load(args)
+    proto = model.proto
+    info = {
+        "path": str(Path(args.model).resolve()),
+        "producer": {"name": proto.producer_name, "version": proto.producer_version},
+        "ir_version": proto.ir_version,
+        "opsets": {entry.domain or "ai.onnx": entry.version for entry in proto.opset_import},
+        "node_count": len(proto.graph.node),
+        "inputs": [_spec_dict(spec) for spec in model.inputs],
+        "outputs": [_spec_dict(spec) for spec in model.outputs],
+        "static_batch": model.static_batch,
+        "metadata_keys": sorted(model.metadata),
+        "class_names": list(model.label_names) if model.label_names else None,
+        "providers_available": ort.get_available_providers(),
+        "cuda_devices": cuda_device_count(),
+        "providers": list(model.providers),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    producer = f"{proto.producer_name} {proto.producer_version}".strip() or "(not recorded)"
+    opsets = ", ".join(f"{domain} {version}" for domain, version in info["opsets"].items())
+    metadata = ", ".join(
+        f"{key} ({len(model.label_names)} names)" if key == "class_names" and model.label_names else key
+        for key in info["metadata_keys"]
+    )
+    lines = [
+        ("model", info["path"]),
+        ("producer", producer),
+        ("opset", f"{opsets} (IR version {proto.ir_version})"),
+        ("nodes", str(info["node_count"])),
+        *_spec_lines("inputs", model.inputs),
+        *_spec_lines("outputs", model.outputs),
+        ("batch", f"static, {model.static_batch} (runs in padded batches)" if model.static_batch else "dynamic"),
+        ("metadata", metadata or "(none)"),
+        ("providers", f"available {', '.join(info['providers_available'])}; {info['cuda_devices']} CUDA device(s)"),
+        ("", f"session uses {', '.join(info['providers'])}"),
+    ]
+    for label, text in lines:
+        print(f"{label:<10} {text}")
+    return 0
+
+
+def _spec_dict(spec) -> dict:
+    return {"name": spec.name, "dtype": str(spec.dtype), "shape": list(spec.shape), "batch_axis": spec.batch_axis}
+
+
+def _spec_lines(label: str, specs) -> list[tuple[str, str]]:
+    width = max(len(spec.name) for spec in specs)
+    return [(label if i == 0 else "", f"{s.name:<{width}}  {s.dtype}  {s.describe()}") for i, s in enumerate(specs)]
+
+
+# -- explain ----------------------------------------------------------------------------
+def _explain(args) -> int:
+    from .explainers import Occlusion
+    from .io import infer_layout, read_array, read_input
+
+    model = _load(args)
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # fail before the work, not after
+    spec = model.input_spec(args.input_name)
+    defaults = dict(model.preprocessing or {})
+    is_array = Path(args.input_file).suffix.lower() in (".npy", ".npz")
+    layout = args.layout or defaults.get("layout") or infer_layout(spec.row_shape())
+    given = {name: getattr(args, name) for name in ("scale", "mean", "std")}
+    settings = {
+        "scale": _number(given["scale"], "--scale") if given["scale"] else None,
+        "mean": _numbers(given["mean"], "--mean", float) if given["mean"] else None,
+        "std": _numbers(given["std"], "--std", float) if given["std"] else None,
+    }
+    if not is_array:  # arrays are model-ready unless flags say otherwise; images get the model's defaults
+        settings = {name: defaults.get(name) if value is None else value for name, value in settings.items()}
+        # The metadata's scale describes the training data's raw range (0..16 for the digits);
+        # image files are 8-bit.
+        settings["scale"] = settings["scale"] if given["scale"] else 1 / 255
+    x = read_input(
+        args.input_file, spec, key=args.key, layout=layout if layout in ("nchw", "nhwc") else None,
+        resize=_numbers(args.resize, "--resize", int, count=2) if args.resize else None, **settings,
+    )
+    fixed = {}
+    for item in args.fixed:
+        name, separator, file = item.partition("=")
+        if not separator or not name or not file:
+            raise ParameterError(f"--fixed: expected NAME=FILE.npy, got {item!r}")
+        fixed[name] = read_array(file, prefer=name)
+    row_shape = tuple(int(size) for size in np.delete(np.shape(x), spec.batch_axis or 0))
+    window = _numbers(args.window, "--window", int) if args.window else default_window(row_shape, layout)
+    stride = _numbers(args.stride, "--stride", int) if args.stride else None
+    print(f"window {window}, stride {stride or window}{'' if args.window else ' (default)'}")
+    explainer = Occlusion(model, window=window, stride=stride, baseline=_baseline(args.baseline))
+    explanation = explainer.explain(
+        x,
+        target=_target(args.target),
+        output=int(args.output) if args.output and args.output.isdigit() else args.output,
+        input=args.input_name,
+        fixed_inputs=fixed or None,
+        output_transform=args.output_transform,
+    )
+    display = {"layout": layout, **{name: settings[name] or defaults.get(name) for name in ("mean", "std")}}
+    explanation = replace(explanation, preprocessing={**defaults, **display})
+    written = _write(explanation, Path(args.out))
+    if explanation.target is None:
+        labels = ["custom"]
+    else:
+        labels = explanation.target_names or [str(np.asarray(target).tolist()) for target in explanation.target]
+    bases = [f"{value:.4g}" for value in explanation.base_values]
+    print("\n".join(written))
+    print(
+        f"{explanation.method}: {len(explanation)} row(s), target {_listing(labels)}, base value {_listing(bases)}, "
+        f"{explanation.n_evals} evaluations in {explanation.seconds:.2f} s on {', '.join(explanation.providers)}"
+    )
+    return 0
+
+
+def default_window(row_shape: tuple, layout: str | None) -> tuple[int, ...]:
+    """About 1/8 of each spatial side for image rows, one element per window otherwise.
+
+    >>> default_window((3, 224, 224), "nchw"), default_window((32, 32, 3), "nhwc"), default_window((10,), None)
+    ((3, 28, 28), (4, 4, 3), (1,))
+    """
+    if len(row_shape) == 3:
+        layout = layout if layout in ("nchw", "nhwc") else None
+        from .io import infer_layout
+
+        layout = layout or infer_layout(row_shape)
+        if layout == "nchw":
+            return (row_shape[0], max(1, row_shape[1] // 8), max(1, row_shape[2] // 8))
+        if layout == "nhwc":
+            return (max(1, row_shape[0] // 8), max(1, row_shape[1] // 8), row_shape[2])
+    return (1,) * len(row_shape)
+
+
+def _write(explanation, out: Path) -> list[str]:
+    """Save the explanation and, for rows of rank 1 to 3, a heatmap of its first rows."""
+    from .plot import image_grid
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"wrote {explanation.save(out / 'explanation.npz')}"]
+    rank = explanation.values.ndim - 1
+    if not 1 <= rank <= 3:
+        return lines + [f"no heatmap: rows of shape {explanation.values.shape[1:]} are not images"]
+    shown = min(len(explanation), _MAX_PANELS)
+    image_grid(explanation, indices=range(shown)).savefig(out / "heatmap.png", dpi=120)
+    more = f" (the first {shown} of {len(explanation)} rows)" if shown < len(explanation) else ""
+    return lines + [f"wrote {out / 'heatmap.png'}{more}"]
+
+
+# -- demo -------------------------------------------------------------------------------
+def _demo(args) -> int:
+    from .data import DEFAULT_MODEL_PATH, load_samples
+    from .explainers import Occlusion
+
+    images, labels = load_samples()
+    picks = [0, 3, 7, 9]
+    explanation = Occlusion(DEFAULT_MODEL_PATH, window=(1, 2, 2), stride=(1, 1, 1)).explain(images[picks])
+    written = _write(explanation, Path(args.out))
+    print(f"explained {len(picks)} digits with the embedded CNN ({DEFAULT_MODEL_PATH.name}), occlusion 2x2, stride 1")
+    for label, predicted, base in zip(labels[picks], explanation.target_names, explanation.base_values):
+        print(f"  digit {label}: predicted {predicted} (logit {base:.2f})")
+    print(f"{explanation.n_evals} evaluations in {explanation.seconds:.2f} s on {', '.join(explanation.providers)}")
+    print("\n".join(written))
+    return 0
+
+
+def _listing(items: list[str], shown: int = 4) -> str:
+    return ", ".join(items[:shown]) + (f", ... ({len(items)} in all)" if len(items) > shown else "")
+
+
+# -- flag values ------------------------------------------------------------------------
+def _integer(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ParameterError(f"{flag}: expected an integer, got {text!r}") from None
+
+
+def _number(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ParameterError(f"{flag}: expected a number, got {text!r}") from None
+
+
+def _numbers(text: str, flag: str, kind, count: int | None = None) -> tuple:
+    try:
+        values = tuple(kind(item) for item in text.split(","))
+    except ValueError:
+        raise ParameterError(f"{flag}: expected comma-separated {kind.__name__}s such as 1,2,2, got {text!r}") from None
+    if count is not None and len(values) != count:
+        raise ParameterError(f"{flag}: expected {count} values, got {text!r}")
+    return values
+
+
+def _baseline(text: str):
+    return text if text in ("mean", "blur") else _number(text, "--baseline")
+
+
+def _target(text: str):
+    if text == "predicted":
+        return text
+    try:
+        values = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise ParameterError(f"--target: expected 'predicted' or class indices such as 3 or 3,5, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+if __name__ == "__main__":
+    sys.exit(main())

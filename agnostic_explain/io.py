@@ -1,0 +1,178 @@
+"""Reading explained inputs from files: ``.npy``, ``.npz`` and images, shaped for a model input.
+
+Arrays are taken as model-ready unless ``scale``, ``mean`` or ``std`` are given; images are
+read with Pillow, converted to the channels the model wants, resized, scaled (1/255 by
+default), normalised and laid out as NCHW or NHWC.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, InputShapeError, ParameterError
+from .runtime.specs import TensorSpec
+
+__all__ = ["infer_layout", "read_array", "read_input"]
+
+LAYOUTS = ("nchw", "nhwc")
+_CHANNELS = (1, 3, 4)
+_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def infer_layout(row_shape) -> str | None:
+    """``"nchw"`` or ``"nhwc"`` for a 3-D row whose first or last axis has 1, 3 or 4 channels.
+
+    Channels first wins when both ends could be channels; None when the row is not 3-D or
+    neither end looks like a channel axis.
+
+    >>> infer_layout((3, 224, 224)), infer_layout((224, 224, 3)), infer_layout((10,))
+    ('nchw', 'nhwc', None)
+    """
+    if row_shape is None or len(row_shape) != 3:
+        return None
+    if row_shape[0] in _CHANNELS:
+        return "nchw"
+    if row_shape[2] in _CHANNELS:
+        return "nhwc"
+    return None
+
+
+def read_array(path, *, key: str | None = None, prefer: str | None = None) -> np.ndarray:
+    """Read one array from ``.npy``, or from ``.npz`` by ``key`` (else ``prefer``, else the first)."""
+    path = _existing(path)
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                names = list(archive.files)
+                if not names:
+                    raise InputError(f"input: {str(path)!r} holds no arrays")
+                if key is not None and key not in names:
+                    raise ParameterError(f"--key: {str(path)!r} has no array {key!r}; it has {names}")
+                chosen = key if key is not None else (prefer if prefer in names else names[0])
+                return archive[chosen]
+        return np.load(path, allow_pickle=False)
+    except ValueError as error:  # pickled or corrupt files
+        raise InputError(f"input: cannot read {str(path)!r} as a numpy array ({error})") from error
+
+
+def read_input(path, spec: TensorSpec, *, key=None, resize=None, mean=None, std=None, scale=None, layout=None) -> np.ndarray:
+    """Read a file into an array for the model input ``spec``, with its batch axis.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``.npy``, ``.npz`` or an image Pillow can read (png, jpg, ...).
+    spec : TensorSpec
+        The explained model input.
+    key : str, optional
+        The array of a ``.npz``; by default the one named like ``spec``, else the first.
+    resize : tuple of (int, int), optional
+        Image height and width; by default the model's static size, else the image's own.
+    mean, std : sequence of float, optional
+        Per-channel normalisation ``(x * scale - mean) / std`` (one value or one per channel).
+    scale : float, optional
+        Multiplier applied first; 1/255 for images by default, none for arrays.
+    layout : "nchw" or "nhwc", optional
+        Where the model wants the channels; by default inferred from ``spec``'s shape.
+
+    Returns
+    -------
+    ndarray
+        Shaped like ``spec`` with a batch axis (one image gives a batch of one).
+
+    Raises
+    ------
+    InputError, ParameterError, OSError
+    """
+    if layout is not None and layout not in LAYOUTS:
+        raise ParameterError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    row = spec.row_shape()
+    layout = layout or infer_layout(row)
+    path = _existing(path)
+    if path.suffix.lower() in (".npy", ".npz"):
+        array = read_array(path, key=key, prefer=spec.name)
+        if scale is not None or mean is not None or std is not None:
+            array = _normalise(array.astype(np.float32), scale, mean, std, _array_channel_axis(array, row, layout))
+    else:
+        if layout is None and row is not None and len(row) == 3:
+            layout = "nchw"  # no channel axis recognisable: PyTorch's convention
+        array = _read_image(path, row, resize=resize, layout=layout)
+        array = _normalise(array, 1 / 255 if scale is None else scale, mean, std, -1)
+        if row is not None and len(row) == 2:
+            array = array[..., 0]
+        elif layout != "nhwc":
+            array = np.moveaxis(array, -1, 0)
+    if spec.shape is not None and spec.batch_axis is not None and array.ndim == len(spec.shape) - 1:
+        array = np.expand_dims(array, spec.batch_axis)
+    return array
+
+
+def _existing(path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    return path
+
+
+def _read_image(path: Path, row, *, resize, layout) -> np.ndarray:
+    """Pixels as float32 (height, width, channels) in the image's own value range."""
+    from PIL import Image, UnidentifiedImageError
+
+    if row is not None and len(row) not in (2, 3):
+        raise InputShapeError(
+            f"input: the model input has rows of shape {tuple(row)}; only inputs of rank 2 (H, W) or "
+            f"3 (C, H, W or H, W, C) can be read from an image file, use .npy for others"
+        )
+    channel_axis = {"nchw": 0, "nhwc": 2}.get(layout) if row is not None and len(row) == 3 else None
+    channels = row[channel_axis] if channel_axis is not None else (1 if row is not None and len(row) == 2 else 3)
+    if channels not in _MODES:
+        raise InputShapeError(f"input: the model wants {channels} channels; images give 1, 3 or 4")
+    spatial = [row[axis] for axis in range(len(row)) if axis != channel_axis] if row is not None else [None, None]
+    if resize is None and all(isinstance(size, int) for size in spatial):
+        resize = tuple(spatial)
+    try:
+        with Image.open(path) as image:
+            image = image.convert(_MODES[channels])
+            if resize is not None and tuple(resize) != (image.height, image.width):
+                height, width = resize
+                image = image.resize((int(width), int(height)), Image.Resampling.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32)
+    except UnidentifiedImageError as error:
+        raise InputError(
+            f"input: {str(path)!r} is neither .npy/.npz nor an image Pillow can read"
+        ) from error
+    return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def _array_channel_axis(array: np.ndarray, row, layout) -> int | None:
+    """The channel axis of an array given with or without its batch axis."""
+    if layout is None or array.ndim < 3:
+        return None
+    offset = array.ndim - 3  # a batch axis in front, or none
+    return offset + (0 if layout == "nchw" else 2)
+
+
+def _normalise(array: np.ndarray, scale, mean, std, channel_axis) -> np.ndarray:
+    """``(array * scale - mean) / std``, with mean and std per channel along ``channel_axis``."""
+    if scale is not None:
+        array = array * np.float32(scale)
+    for name, values in (("mean", mean), ("std", std)):
+        if values is None:
+            continue
+        values = np.atleast_1d(np.asarray(values, dtype=np.float32))
+        if name == "std" and np.any(values == 0):
+            raise ParameterError(f"std must not contain 0, got {values.tolist()}")
+        if values.size > 1:
+            if channel_axis is None or array.shape[channel_axis] != values.size:
+                raise ParameterError(
+                    f"{name} has {values.size} values, but the input has "
+                    f"{'no channel axis' if channel_axis is None else f'{array.shape[channel_axis]} channels'}"
+                )
+            shape = [1] * array.ndim
+            shape[channel_axis] = values.size
+            values = values.reshape(shape)
+        array = array - values if name == "mean" else array / values
+    return array.astype(np.float32, copy=False)
