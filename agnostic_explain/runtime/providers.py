@@ -97,4 +97,16 @@ def resolve_providers(providers, device_id: int = 0) -> list:
                     "providers: CUDAExecutionProvider was requested but no CUDA device was found"
                 )
             options.setdefault("device_id", device_id)
+            _preload_cuda_libraries()
     return entries
+
+
+@functools.lru_cache(maxsize=1)
+def _preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the nvidia-* pip packages, where onnxruntime-gpu finds them only so."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except Exception:  # system-wide CUDA installs need no preloading
+            pass
