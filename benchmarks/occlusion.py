@@ -5,7 +5,8 @@ one 1x3x224x224 image, window (3, 16, 16), stride (3, 8, 8), baseline 0, the pre
 on raw logits: 729 perturbations. All figures come from one process and one run:
 
 - model-bound time: the rows the explanation evaluates divided by the model's best ONNX
-  Runtime throughput on the same provider, over batch sizes 1..128;
+  Runtime throughput on the same provider, over batch sizes 1..128 (on CUDA also over
+  cuDNN's exhaustive and heuristic kernel search, TF32 off in both as in ours);
 - agnostic-explain's wall time (a freshly loaded model each repeat, so the automatic batch
   size is found again every time), and its ratio to the model-bound time;
 - Captum's ``Occlusion`` on the PyTorch source model: its time, and the largest difference
@@ -101,8 +102,11 @@ def main(argv=None) -> int:
     path = str(Path(tempfile.mkdtemp()) / "efficientnet_lite0.onnx")
     export_onnx(module, path)
 
-    probe = ae.load(path, providers=args.provider)
-    throughput = model_throughput(probe, image, args.repeats)
+    throughput = {}
+    for providers in _probe_providers(args.provider):
+        probe = ae.load(path, providers=providers)
+        for size, value in model_throughput(probe, image, args.repeats).items():
+            throughput[size] = max(value, throughput.get(size, 0.0))
     best_size = max(throughput, key=throughput.get)
     explanation, times, chosen = run_ours(path, args.provider, image, target, args.repeats)
     bound = explanation.n_evals / throughput[best_size]
@@ -139,6 +143,15 @@ def main(argv=None) -> int:
     (out / f"occlusion-{args.provider}.json").write_text(json.dumps(record, indent=2))
     _print(record)
     return 0
+
+
+def _probe_providers(provider: str) -> list:
+    if provider != "cuda":
+        return [provider]
+    return [
+        [("CUDAExecutionProvider", {"cudnn_conv_algo_search": search}), "CPUExecutionProvider"]
+        for search in ("EXHAUSTIVE", "HEURISTIC")
+    ]
 
 
 def _cpu_count() -> int:

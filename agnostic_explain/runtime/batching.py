@@ -240,8 +240,9 @@ def evaluate(
             stop = start + sizer.next(n - start)
             rows, own = make_rows(start, stop), owners[start:stop]
             began = time.perf_counter()
+            pad_to = model.static_batch or (sizer.size if model.fixed_shapes and not sizer.growing else None)
             try:
-                outputs = _run_padded(model, feeds.batch(rows, own), feeds.batched_names(), output)
+                outputs = _run_padded(model, feeds.batch(rows, own), feeds.batched_names(), output, pad_to)
             except OutOfMemoryError:
                 sizer.halve()
                 continue
@@ -254,9 +255,12 @@ def evaluate(
     return np.concatenate(results, axis=0)
 
 
-def _run_padded(model, feeds: dict[str, np.ndarray], batched: set[str], output: str) -> np.ndarray:
-    """Run one batch; a model stuck at a static batch size runs it in padded slices."""
-    size = model.static_batch
+def _run_padded(model, feeds: dict[str, np.ndarray], batched: set[str], output: str, size: int | None) -> np.ndarray:
+    """Run one batch whole, or in slices of ``size`` rows with the last one padded.
+
+    Padding serves models stuck at a static batch size, and providers where a new batch
+    shape is costly (``model.fixed_shapes``).
+    """
     if size is None:
         return model.run(feeds, [output])[0]
     n = len(feeds[next(iter(batched))])

@@ -25,6 +25,9 @@ class Model:
     #: the only batch size the model runs at, when it could not be made dynamic
     static_batch: int | None = None
     batch_size: int | str = "auto"
+    #: pad short batches to the batch size, so that the runtime sees few shapes (on CUDA each
+    #: new shape costs a kernel search)
+    fixed_shapes: bool = False
 
     @property
     def tuned_batch_sizes(self) -> dict:

@@ -156,6 +156,10 @@ class OnnxModel(Model):
     def on_cuda(self) -> bool:
         return CUDA in self.providers
 
+    @property
+    def fixed_shapes(self) -> bool:
+        return self.on_cuda
+
     def _session_for(self, proto: onnx.ModelProto, path: Path | None) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
