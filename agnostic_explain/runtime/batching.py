@@ -22,9 +22,13 @@ from .specs import TensorSpec, check_finite, conform
 #: input and output bytes one batch may hold when the batch size is chosen automatically
 MEMORY_BUDGET = 256 << 20
 #: the largest batch the automatic choice tries: intermediate activations grow with it too
-MAX_AUTO_BATCH = 256
-#: a larger batch is tried next while its throughput stays within this factor of the best
-_TOLERANCE = 0.95
+MAX_AUTO_BATCH = 128
+#: growth goes on while a size's throughput stays above this fraction of the best so far
+_KEEP_GROWING = 0.9
+#: the size kept is the largest whose throughput is within this fraction of the best
+_PLATEAU = 0.97
+#: timed batches per size while growing (after one untimed batch that pays for allocations)
+_TIMED = 2
 
 
 @dataclass
@@ -134,14 +138,14 @@ def _to_model_layout(rows: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 class BatchSizer:
-    """Chooses batch sizes: fixed when asked, else grows while throughput keeps up.
+    """Chooses batch sizes: fixed when asked, else doubles while throughput keeps up.
 
     The growing phase runs real rows, so measuring costs no extra model calls. Each size
-    runs twice and only the second run is timed, since the first run at a new shape pays for
-    allocations. Growth stops when throughput falls below 95% of the best seen, at the
-    memory cap, or at ``MAX_AUTO_BATCH``; the best size is kept and remembered on the model
-    (per explained input) for later calls. An out-of-memory failure halves the size and the
-    batch is retried.
+    runs once untimed (the first run at a new shape pays for allocations), then
+    ``_TIMED`` times timed. Growth stops when throughput falls below 90% of the best seen,
+    at the memory cap, or at ``MAX_AUTO_BATCH``. The size kept is the largest one on the
+    plateau (within 3% of the best), and it is remembered on the model, per explained input,
+    for later calls. An out-of-memory failure halves the size and the batch is retried.
     """
 
     def __init__(self, model, key, row_bytes: int, requested=None):
@@ -157,8 +161,8 @@ class BatchSizer:
             self.size, self.growing = min(learned, self.cap), False
         else:
             self.size, self.growing = min(2, self.cap), True
-        self.best = (0.0, self.size)
-        self.warm = False
+        self.throughput: dict[int, float] = {}
+        self._runs, self._rows, self._seconds = 0, 0, 0.0
 
     def next(self, remaining: int) -> int:
         return max(1, min(self.size, remaining))
@@ -166,23 +170,27 @@ class BatchSizer:
     def record(self, rows: int, seconds: float) -> None:
         if not self.growing or rows < self.size:
             return
-        if not self.warm:  # the first run at this size pays for allocations
-            self.warm = True
+        self._runs += 1
+        if self._runs == 1:  # untimed: allocations for the new shape
             return
-        throughput = rows / max(seconds, 1e-9)
-        if throughput > self.best[0]:
-            self.best = (throughput, self.size)
-        if throughput >= _TOLERANCE * self.best[0] and self.size < self.cap:
-            self.size, self.warm = min(self.size * 2, self.cap), False
+        self._rows, self._seconds = self._rows + rows, self._seconds + seconds
+        if self._runs <= _TIMED:
             return
-        self.size, self.growing = self.best[1], False
+        self.throughput[self.size] = self._rows / max(self._seconds, 1e-9)
+        self._runs, self._rows, self._seconds = 0, 0, 0.0
+        best = max(self.throughput.values())
+        if self.throughput[self.size] >= _KEEP_GROWING * best and self.size < self.cap:
+            self.size = min(self.size * 2, self.cap)
+            return
+        self.size = max(size for size, value in self.throughput.items() if value >= _PLATEAU * best)
+        self.growing = False
         self.model.tuned_batch_sizes[self.key] = self.size
 
     def halve(self) -> None:
         if self.size == 1:
             raise OutOfMemoryError("the model ran out of memory on a batch of one row")
         self.size = self.cap = max(1, self.size // 2)
-        self.best, self.growing = (0.0, self.size), False
+        self.growing = False
         self.model.tuned_batch_sizes[self.key] = self.size
 
 
@@ -228,23 +236,42 @@ def evaluate(
     ndarray
         The reduced batches, concatenated along axis 0.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     out_spec = model.output_spec(output)
     sizer = BatchSizer(model, (feeds.name, feeds.rows.shape[1:]), feeds.row_bytes(model, output), batch_size)
+    batched = feeds.batched_names()
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=n, desc=desc, unit="row", disable=not show, delay=0 if progress else 2.0, leave=False)
-    results, start = [], 0
-    with bar:
+
+    def build(start: int, stop: int):
+        own = owners[start:stop]
+        return own, feeds.batch(make_rows(start, stop), own)
+
+    results, start, pending = [], 0, None
+    # One producer thread builds the next batch while the runtime, which releases the GIL,
+    # runs the current one.
+    with bar, ThreadPoolExecutor(max_workers=1) as producer:
         while start < n:
-            stop = start + sizer.next(n - start)
-            rows, own = make_rows(start, stop), owners[start:stop]
-            began = time.perf_counter()
+            if pending is not None and pending[0] == start:
+                _, stop, future = pending
+                own, batch = future.result()
+            else:
+                stop = start + sizer.next(n - start)
+                own, batch = build(start, stop)
+            pending = None
+            if stop < n:
+                ahead = stop + sizer.next(n - stop)
+                pending = (stop, ahead, producer.submit(build, stop, ahead))
             pad_to = model.static_batch or (sizer.size if model.fixed_shapes and not sizer.growing else None)
+            began = time.perf_counter()
             try:
-                outputs = _run_padded(model, feeds.batch(rows, own), feeds.batched_names(), output, pad_to)
+                outputs = _run_padded(model, batch, batched, output, pad_to)
             except OutOfMemoryError:
                 sizer.halve()
+                pending = None  # built for the old size; rebuilt at the new one
                 continue
             sizer.record(stop - start, time.perf_counter() - began)
             if out_spec.batch_axis:
