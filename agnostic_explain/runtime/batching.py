@@ -23,8 +23,10 @@ from .specs import TensorSpec, check_finite, conform
 MEMORY_BUDGET = 256 << 20
 #: the largest batch the automatic choice tries: intermediate activations grow with it too
 MAX_AUTO_BATCH = 128
-#: growth goes on while a size's throughput stays above this fraction of the best so far
-_KEEP_GROWING = 0.9
+#: a size counts as an improvement when its throughput beats the best so far by this factor
+_IMPROVES = 1.03
+#: sizes in a row that may fail to improve before growth stops (throughput measurements are noisy)
+_PATIENCE = 1
 #: the size kept is the largest whose throughput is within this fraction of the best
 _PLATEAU = 0.97
 #: timed batches per size while growing (after one untimed batch that pays for allocations)
@@ -142,10 +144,12 @@ class BatchSizer:
 
     The growing phase runs real rows, so measuring costs no extra model calls. Each size
     runs once untimed (the first run at a new shape pays for allocations), then
-    ``_TIMED`` times timed. Growth stops when throughput falls below 90% of the best seen,
-    at the memory cap, or at ``MAX_AUTO_BATCH``. The size kept is the largest one on the
-    plateau (within 3% of the best), and it is remembered on the model, per explained input,
-    for later calls. An out-of-memory failure halves the size and the batch is retried.
+    ``_TIMED`` times timed. Growth stops after two sizes in a row that do not raise the best
+    throughput by 3%, at the memory cap, or at ``MAX_AUTO_BATCH``: larger batches cost memory
+    and a slow first run, so they must earn their place. The size kept is the largest one on
+    the plateau (within 3% of the best), and it is remembered on the model, per explained
+    input, for later calls; a call that ends while growing keeps the best of the sizes it
+    compared. An out-of-memory failure halves the size and the batch is retried.
     """
 
     def __init__(self, model, key, row_bytes: int, requested=None):
@@ -160,9 +164,9 @@ class BatchSizer:
         elif learned:
             self.size, self.growing = min(learned, self.cap), False
         else:
-            self.size, self.growing = min(2, self.cap), True
+            self.size, self.growing = min(4, self.cap), True
         self.throughput: dict[int, float] = {}
-        self._runs, self._rows, self._seconds = 0, 0, 0.0
+        self._runs, self._rows, self._seconds, self._misses = 0, 0, 0.0, 0
 
     def next(self, remaining: int) -> int:
         return max(1, min(self.size, remaining))
@@ -176,12 +180,23 @@ class BatchSizer:
         self._rows, self._seconds = self._rows + rows, self._seconds + seconds
         if self._runs <= _TIMED:
             return
+        previous_best = max(self.throughput.values(), default=0.0)
         self.throughput[self.size] = self._rows / max(self._seconds, 1e-9)
         self._runs, self._rows, self._seconds = 0, 0, 0.0
-        best = max(self.throughput.values())
-        if self.throughput[self.size] >= _KEEP_GROWING * best and self.size < self.cap:
+        improved = self.throughput[self.size] >= _IMPROVES * previous_best
+        self._misses = 0 if improved else self._misses + 1
+        if self._misses <= _PATIENCE and self.size < self.cap:
             self.size = min(self.size * 2, self.cap)
             return
+        self._settle()
+
+    def finish(self) -> None:
+        """At the end of a call: keep what growing found, if it compared two sizes at least."""
+        if self.growing and len(self.throughput) >= 2:
+            self._settle()
+
+    def _settle(self) -> None:
+        best = max(self.throughput.values())
         self.size = max(size for size, value in self.throughput.items() if value >= _PLATEAU * best)
         self.growing = False
         self.model.tuned_batch_sizes[self.key] = self.size
@@ -279,6 +294,7 @@ def evaluate(
             results.append(reduce(outputs, own))
             bar.update(stop - start)
             start = stop
+    sizer.finish()
     return np.concatenate(results, axis=0)
 
 
