@@ -11,6 +11,7 @@ import numpy as np
 from .errors import ParameterError
 
 _ARRAYS = ("values", "base_values", "data", "target")
+_EXTRA = "extras."
 _FORMAT = "agnostic-explain/explanation/1"
 
 
@@ -45,6 +46,9 @@ class Explanation:
     preprocessing : dict or None
         How raw inputs became ``data`` (layout, scale, mean, std), from the model's metadata;
         plots use it to show inputs un-normalised.
+    extras : dict
+        Method-specific results: arrays with the batch axis first (per-row surrogate scores,
+        group-level values, feature masks) or JSON-serialisable values.
     """
 
     values: np.ndarray
@@ -61,6 +65,7 @@ class Explanation:
     label_names: tuple[str, ...] | None = None
     providers: tuple[str, ...] = ()
     preprocessing: dict | None = None
+    extras: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -72,12 +77,18 @@ class Explanation:
                 raise IndexError(f"row {index} is out of range for an explanation of {len(self)} rows")
             index = slice(int(index) % len(self), int(index) % len(self) + 1)
         pick = lambda array: None if array is None else array[index]  # noqa: E731
+        rows = len(self)
+        extras = {
+            key: pick(value) if isinstance(value, np.ndarray) and value.ndim and len(value) == rows else value
+            for key, value in self.extras.items()
+        }
         return replace(
             self,
             values=pick(self.values),
             base_values=pick(self.base_values),
             data=pick(self.data),
             target=pick(self.target),
+            extras=extras,
         )
 
     def __repr__(self) -> str:
@@ -98,12 +109,15 @@ class Explanation:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
+        array_extras = {key: value for key, value in self.extras.items() if isinstance(value, np.ndarray)}
         meta = {
             "format": _FORMAT,
-            **{f.name: getattr(self, f.name) for f in fields(self) if f.name not in _ARRAYS},
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name not in _ARRAYS + ("extras",)},
+            "extras": {key: value for key, value in self.extras.items() if key not in array_extras},
             "has_target": self.target is not None,
         }
         arrays = {name: getattr(self, name) for name in _ARRAYS if getattr(self, name) is not None}
+        arrays.update({_EXTRA + key: value for key, value in array_extras.items()})
         np.savez_compressed(path, meta=np.array(json.dumps(_jsonable(meta))), **arrays)
         return path
 
@@ -114,6 +128,9 @@ class Explanation:
             with np.load(path, allow_pickle=False) as archive:
                 meta = json.loads(str(archive["meta"]))
                 arrays = {name: archive[name] for name in _ARRAYS if name in archive.files}
+                array_extras = {
+                    name[len(_EXTRA) :]: archive[name] for name in archive.files if name.startswith(_EXTRA)
+                }
         except (OSError, KeyError, ValueError) as error:
             raise ParameterError(f"path: {str(path)!r} is not an explanation saved by Explanation.save ({error})") from error
         if meta.pop("format", None) != _FORMAT:
@@ -123,6 +140,7 @@ class Explanation:
             if meta.get(name) is not None:
                 meta[name] = tuple(meta[name])
         arrays.setdefault("target", None)
+        meta["extras"] = {**meta.get("extras", {}), **array_extras}
         return cls(**arrays, **meta)
 
 

@@ -7,7 +7,7 @@ the method a :class:`Problem`, and wraps what it returns in an :class:`Explanati
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -38,6 +38,8 @@ class Problem:
     rng : numpy.random.Generator
     n_evals : int
         Model rows evaluated so far.
+    extras : dict
+        Method-specific results a method may add; they go into ``Explanation.extras``.
     """
 
     model: Model
@@ -49,6 +51,7 @@ class Problem:
     progress: bool | None
     rng: np.random.Generator
     n_evals: int = 0
+    extras: dict = field(default_factory=dict)
 
     @property
     def rows(self) -> np.ndarray:
@@ -183,4 +186,5 @@ class Explainer:
             label_names=model.label_names,
             providers=tuple(getattr(model, "providers", ())),
             preprocessing=model.preprocessing,
+            extras=problem.extras,
         )
