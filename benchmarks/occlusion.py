@@ -35,38 +35,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import agnostic_explain as ae  # noqa: E402
+from benchmarks.common import bound_run, cpu_count, model_throughput, probe_providers  # noqa: E402
 
 WINDOW, STRIDE, BASELINE = (3, 16, 16), (3, 8, 8), 0.0
-BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
-
-
-def model_throughput(model: ae.OnnxModel, image: np.ndarray, repeats: int) -> dict[int, float]:
-    """Rows per second of plain ``session.run`` at each batch size (best of ``repeats``, warm)."""
-    name = model.inputs[0].name
-    result = {}
-    for size in BATCH_SIZES:
-        batch = np.repeat(image, size, axis=0)
-        model.run({name: batch})  # warm-up: allocations and kernel choice
-        calls = max(1, 64 // size)
-        best = float("inf")
-        for _ in range(repeats):
-            began = time.perf_counter()
-            for _ in range(calls):
-                model.run({name: batch})
-            best = min(best, (time.perf_counter() - began) / calls)
-        result[size] = size / best
-    return result
-
-
-def bound_run(model: ae.OnnxModel, image: np.ndarray, rows: int, size: int) -> float:
-    """Seconds plain ``session.run`` takes for ``rows`` rows at batch ``size`` (inputs pre-built)."""
-    name = model.inputs[0].name
-    batches = [np.repeat(image, min(size, rows - start), axis=0) for start in range(0, rows, size)]
-    model.run({name: batches[-1]})  # warm the last batch's shape too
-    began = time.perf_counter()
-    for batch in batches:
-        model.run({name: batch})
-    return time.perf_counter() - began
 
 
 def run_pairs(bound_model, model, image: np.ndarray, target: int, repeats: int, best_size: int):
@@ -124,7 +95,7 @@ def main(argv=None) -> int:
     export_onnx(module, path)
 
     throughput, best_providers, best_value = {}, None, 0.0
-    for providers in _probe_providers(args.provider):
+    for providers in probe_providers(args.provider):
         probe = ae.load(path, providers=providers)
         for size, value in model_throughput(probe, image, args.repeats).items():
             throughput[size] = max(value, throughput.get(size, 0.0))
@@ -140,7 +111,7 @@ def main(argv=None) -> int:
     record = {
         "case": "occlusion efficientnet_lite0 1x3x224x224 window (3,16,16) stride (3,8,8) baseline 0",
         "provider": probe.providers[0],
-        "machine": f"{platform.machine()} {platform.processor() or ''} {_cpu_count()} cores".strip(),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {cpu_count()} cores".strip(),
         "onnxruntime": __import__("onnxruntime").__version__,
         "target": target,
         "perturbations": explanation.n_evals - 1,
@@ -173,21 +144,6 @@ def main(argv=None) -> int:
     (out / f"occlusion-{args.provider}.json").write_text(json.dumps(record, indent=2))
     _print(record)
     return 0
-
-
-def _probe_providers(provider: str) -> list:
-    if provider != "cuda":
-        return [provider]
-    return [
-        [("CUDAExecutionProvider", {"cudnn_conv_algo_search": search}), "CPUExecutionProvider"]
-        for search in ("EXHAUSTIVE", "HEURISTIC")
-    ]
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _print(record: dict) -> None:
