@@ -1,0 +1,50 @@
+"""Baselines: the values a perturbation puts in place of the features it removes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ParameterError
+
+__all__ = ["baseline_rows", "blur"]
+
+
+def baseline_rows(baseline, rows: np.ndarray) -> np.ndarray:
+    """The baseline as an array of ``rows``' shape and dtype (a broadcast view where possible)."""
+    if isinstance(baseline, str):
+        if baseline == "mean":
+            axes = tuple(range(1, rows.ndim))
+            values = rows.astype(np.float64).mean(axis=axes, keepdims=True)
+        elif baseline == "blur":
+            values = blur(rows)
+        else:
+            raise ParameterError(f"baseline must be a number, an array, 'mean' or 'blur', got {baseline!r}")
+    else:
+        values = np.asarray(baseline)
+        if values.dtype == object or not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+            raise ParameterError(f"baseline must be numeric, got dtype {values.dtype}")
+        given = values.shape
+        if values.ndim == rows.ndim - 1:
+            values = values[None]
+        try:
+            np.broadcast_shapes(values.shape, rows.shape)
+        except ValueError:
+            raise ParameterError(
+                f"baseline of shape {given} cannot broadcast to one input row {rows.shape[1:]} "
+                f"or to the rows {rows.shape}"
+            ) from None
+    if np.issubdtype(rows.dtype, np.integer) and np.issubdtype(values.dtype, np.floating):
+        values = np.rint(values)
+    return np.broadcast_to(values.astype(rows.dtype), rows.shape)
+
+
+def blur(rows: np.ndarray) -> np.ndarray:
+    """Gaussian blur of each row over its spatial axes (sigma = axis size / 32, at least 1)."""
+    from scipy.ndimage import gaussian_filter
+
+    row_shape = rows.shape[1:]
+    channel = None
+    if len(row_shape) == 3:
+        channel = 0 if row_shape[0] in (1, 3, 4) else (2 if row_shape[2] in (1, 3, 4) else None)
+    sigma = [0.0] + [0.0 if axis == channel else max(1.0, size / 32) for axis, size in enumerate(row_shape)]
+    return gaussian_filter(rows.astype(np.float64), sigma=sigma, mode="reflect")
