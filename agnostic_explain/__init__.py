@@ -9,7 +9,8 @@
 """
 
 from . import errors
-from .explainers import Explainer, Occlusion
+from . import masks
+from .explainers import Explainer, FeatureAblation, Occlusion, PermutationImportance, Rise
 from .explanation import Explanation
 from .runtime import CallableModel, Model, OnnxModel, TensorSpec, load
 
@@ -20,11 +21,15 @@ __all__ = sorted(
         "CallableModel",
         "Explainer",
         "Explanation",
+        "FeatureAblation",
         "Model",
         "Occlusion",
         "OnnxModel",
+        "PermutationImportance",
+        "Rise",
         "TensorSpec",
         "errors",
         "load",
+        "masks",
     ]
 )

@@ -40,7 +40,8 @@ def bound_run(model: ae.OnnxModel, image: np.ndarray, rows: int, size: int) -> f
     """Seconds plain ``session.run`` takes for ``rows`` rows at batch ``size`` (inputs pre-built)."""
     name = model.inputs[0].name
     batches = [np.repeat(image, min(size, rows - start), axis=0) for start in range(0, rows, size)]
-    model.run({name: batches[-1]})  # warm the last batch's shape too
+    for batch in {len(batch): batch for batch in batches}.values():
+        model.run({name: batch})  # warm every shape: a new shape costs a kernel search on CUDA
     began = time.perf_counter()
     for batch in batches:
         model.run({name: batch})

@@ -21,8 +21,12 @@ from .specs import TensorSpec, check_finite, conform
 
 #: input and output bytes one batch may hold when the batch size is chosen automatically
 MEMORY_BUDGET = 256 << 20
-#: the largest batch the automatic choice tries: intermediate activations grow with it too
-MAX_AUTO_BATCH = 128
+#: the largest batch the automatic choice tries
+MAX_AUTO_BATCH = 1 << 16
+#: rows larger than this (images, say) stop at ``MAX_LARGE_ROW_BATCH``: a convolutional
+#: network's activations are tens of times its input, and CPU memory has no soft failure
+LARGE_ROW_BYTES = 64 << 10
+MAX_LARGE_ROW_BATCH = 128
 #: a size counts as an improvement when its throughput beats the best so far by this factor
 _IMPROVES = 1.03
 #: sizes in a row that may fail to improve before growth stops (throughput measurements are noisy)
@@ -145,8 +149,9 @@ class BatchSizer:
     The growing phase runs real rows, so measuring costs no extra model calls. Each size
     runs once untimed (the first run at a new shape pays for allocations), then
     ``_TIMED`` times timed. Growth stops after two sizes in a row that do not raise the best
-    throughput by 3%, at the memory cap, or at ``MAX_AUTO_BATCH``: larger batches cost memory
-    and a slow first run, so they must earn their place. The size kept is the largest one on
+    throughput by 3%, at the memory cap, or at ``MAX_AUTO_BATCH`` (``MAX_LARGE_ROW_BATCH`` for
+    rows over 64 KiB; small rows start at up to 1,024 rows rather than 4): larger batches cost
+    memory and a slow first run, so they must earn their place. The size kept is the largest one on
     the plateau (within 3% of the best), and it is remembered on the model, per explained
     input, for later calls; a call that ends while growing keeps the best of the sizes it
     compared. An out-of-memory failure halves the size and the batch is retried.
@@ -155,7 +160,8 @@ class BatchSizer:
     def __init__(self, model, key, row_bytes: int, requested=None):
         self.model, self.key = model, key
         requested = model.batch_size if requested is None else requested
-        self.cap = max(1, min(MAX_AUTO_BATCH, MEMORY_BUDGET // row_bytes))
+        largest = MAX_LARGE_ROW_BATCH if row_bytes > LARGE_ROW_BYTES else MAX_AUTO_BATCH
+        self.cap = max(1, min(largest, MEMORY_BUDGET // row_bytes))
         learned = model.tuned_batch_sizes.get(key) if requested == "auto" else None
         if requested != "auto":
             if not isinstance(requested, (int, np.integer)) or isinstance(requested, bool) or requested < 1:
@@ -164,7 +170,9 @@ class BatchSizer:
         elif learned:
             self.size, self.growing = min(learned, self.cap), False
         else:
-            self.size, self.growing = min(4, self.cap), True
+            # small rows start larger: per-call overhead dominates them
+            start = 1 << int(np.log2(max(4, min(1024, LARGE_ROW_BYTES // row_bytes))))
+            self.size, self.growing = min(start, self.cap), True
         self.throughput: dict[int, float] = {}
         self._runs, self._rows, self._seconds, self._misses = 0, 0, 0.0, 0
 

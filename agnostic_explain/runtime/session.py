@@ -163,6 +163,7 @@ class OnnxModel(Model):
     def _session_for(self, proto: onnx.ModelProto, path: Path | None) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
+        options.use_deterministic_compute = True  # random_state must give identical results, on CUDA too
         if self._threads:
             options.intra_op_num_threads = self._threads
         source = str(path) if path is not None else proto.SerializeToString()
