@@ -10,7 +10,16 @@
 
 from . import errors
 from . import masks
-from .explainers import Explainer, FeatureAblation, Occlusion, PermutationImportance, Rise
+from .background import Background, summarize
+from .explainers import (
+    Explainer,
+    FeatureAblation,
+    KernelShap,
+    Occlusion,
+    PermutationImportance,
+    Rise,
+    ShapleySampling,
+)
 from .explanation import Explanation
 from .runtime import CallableModel, Model, OnnxModel, TensorSpec, load
 
@@ -18,18 +27,22 @@ __version__ = "0.1.0"
 
 __all__ = sorted(
     [
+        "Background",
         "CallableModel",
         "Explainer",
         "Explanation",
         "FeatureAblation",
+        "KernelShap",
         "Model",
         "Occlusion",
         "OnnxModel",
         "PermutationImportance",
         "Rise",
+        "ShapleySampling",
         "TensorSpec",
         "errors",
         "load",
         "masks",
+        "summarize",
     ]
 )

@@ -2,8 +2,18 @@
 
 from .ablation import FeatureAblation
 from .base import Explainer
+from .kernel_shap import KernelShap
 from .occlusion import Occlusion
 from .permutation import PermutationImportance
 from .rise import Rise
+from .shapley_sampling import ShapleySampling
 
-__all__ = ["Explainer", "FeatureAblation", "Occlusion", "PermutationImportance", "Rise"]
+__all__ = [
+    "Explainer",
+    "FeatureAblation",
+    "KernelShap",
+    "Occlusion",
+    "PermutationImportance",
+    "Rise",
+    "ShapleySampling",
+]
