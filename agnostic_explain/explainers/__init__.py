@@ -3,6 +3,7 @@
 from .ablation import FeatureAblation
 from .base import Explainer
 from .kernel_shap import KernelShap
+from .lime import LimeImage, LimeTabular, LimeText
 from .occlusion import Occlusion
 from .permutation import PermutationImportance
 from .rise import Rise
@@ -12,6 +13,9 @@ __all__ = [
     "Explainer",
     "FeatureAblation",
     "KernelShap",
+    "LimeImage",
+    "LimeTabular",
+    "LimeText",
     "Occlusion",
     "PermutationImportance",
     "Rise",
