@@ -7,7 +7,6 @@ default), normalised and laid out as NCHW or NHWC.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

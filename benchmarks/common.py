@@ -62,3 +62,81 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+
+
+def pretrained_image_case():
+    """EfficientNet-Lite0 with its ImageNet weights, exported to a temporary ONNX file.
+
+    Returns
+    -------
+    path : str
+        The ONNX file.
+    image : ndarray of shape (1, 3, 224, 224)
+        scikit-image's cat, preprocessed.
+    target : int
+        The PyTorch model's predicted class for it.
+    module : torch.nn.Module
+        The source model (for the peers).
+    """
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from benchmarks.models import efficientnet_lite0, export_onnx, sample_image
+
+    module = efficientnet_lite0(pretrained=True)
+    image = sample_image("chelsea")
+    with torch.no_grad():
+        target = int(module(torch.from_numpy(image)).argmax())
+    path = str(Path(tempfile.mkdtemp()) / "efficientnet_lite0.onnx")
+    export_onnx(module, path)
+    return path, image, target, module
+
+
+def best_throughput(path: str, provider: str, image: np.ndarray, repeats: int):
+    """The throughput sweep over batch sizes and provider settings.
+
+    Returns
+    -------
+    throughput : dict of int to float
+        Best rows per second at each batch size.
+    best_size : int
+    bound_model : OnnxModel
+        A model loaded with the provider settings that gave the best throughput.
+    """
+    throughput, best_providers, best_value = {}, None, 0.0
+    for providers in probe_providers(provider):
+        probe = ae.load(path, providers=providers)
+        for size, value in model_throughput(probe, image, repeats).items():
+            throughput[size] = max(value, throughput.get(size, 0.0))
+            if value > best_value:
+                best_providers, best_value = providers, value
+    return throughput, max(throughput, key=throughput.get), ae.load(path, providers=best_providers)
+
+
+def paired_runs(explain, bound_model, image: np.ndarray, best_size: int, repeats: int):
+    """One cold explanation, then ``repeats`` pairs of (model-bound run, warm explanation).
+
+    On a shared or virtual machine throughput drifts by 10% or more between minutes; pairing
+    each explanation with a bound measured right beside it keeps the ratio honest.
+
+    Parameters
+    ----------
+    explain : callable
+        ``explain(repeat) -> Explanation``; repeat -1 is the cold call.
+
+    Returns
+    -------
+    explanation, cold_seconds, bound_seconds (list), explain_seconds (list)
+    """
+    began = time.perf_counter()
+    explanation = explain(-1)
+    cold = time.perf_counter() - began
+    bounds, ours = [], []
+    for repeat in range(repeats):
+        bounds.append(bound_run(bound_model, image, explanation.n_evals, best_size))
+        began = time.perf_counter()
+        explanation = explain(repeat)
+        ours.append(time.perf_counter() - began)
+    return explanation, cold, bounds, ours

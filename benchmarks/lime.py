@@ -25,7 +25,6 @@ import json
 import platform
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import agnostic_explain as ae  # noqa: E402
 from agnostic_explain.explainers.lime import LimeImage, LimeTabular  # noqa: E402
-from benchmarks.common import bound_run, cpu_count, model_throughput, probe_providers  # noqa: E402
+from benchmarks.common import best_throughput, cpu_count, paired_runs, pretrained_image_case  # noqa: E402
 
 N_FEATURES, N_ROWS, TABULAR_SAMPLES, IMAGE_SAMPLES = 30, 100, 5000, 1000
 
@@ -117,41 +116,21 @@ def run_tabular(provider: str, repeats: int) -> dict:
 
 
 def run_image(provider: str, repeats: int) -> dict:
-    import torch
     from lime.lime_image import LimeImageExplainer
 
     from agnostic_explain import masks
-    from benchmarks.models import efficientnet_lite0, export_onnx, sample_image
 
-    module = efficientnet_lite0(pretrained=True)
-    image = sample_image("chelsea")
-    with torch.no_grad():
-        target = int(module(torch.from_numpy(image)).argmax())
-    path = str(Path(tempfile.mkdtemp()) / "efficientnet_lite0.onnx")
-    export_onnx(module, path)
+    path, image, target, _ = pretrained_image_case()
     began = time.perf_counter()
     segments = masks.superpixels(image[0], "quickshift", channel_axis=0)
     segmentation_s = time.perf_counter() - began
-
-    throughput, best_providers, best_value = {}, None, 0.0
-    for providers in probe_providers(provider):
-        probe = ae.load(path, providers=providers)
-        for size, value in model_throughput(probe, image, 2).items():
-            throughput[size] = max(value, throughput.get(size, 0.0))
-            if value > best_value:
-                best_providers, best_value = providers, value
-    best_size = max(throughput, key=throughput.get)
-    bound_model, model = ae.load(path, providers=best_providers), ae.load(path, providers=provider)
+    throughput, best_size, bound_model = best_throughput(path, provider, image, 2)
+    model = ae.load(path, providers=provider)
     explainer = LimeImage(model, segmentation=segments, num_samples=IMAGE_SAMPLES)
-    began = time.perf_counter()
-    explanation = explainer.explain(image, target=target, random_state=0, progress=False)  # cold: tunes the batch
-    cold = time.perf_counter() - began
-    bounds, ours = [], []
-    for repeat in range(repeats):
-        bounds.append(bound_run(bound_model, image, explanation.n_evals, best_size))
-        began = time.perf_counter()
-        explanation = explainer.explain(image, target=target, random_state=repeat + 1, progress=False)
-        ours.append(time.perf_counter() - began)
+    explanation, cold, bounds, ours = paired_runs(
+        lambda repeat: explainer.explain(image, target=target, random_state=repeat + 1, progress=False),
+        bound_model, image, best_size, repeats,
+    )
 
     session_input = bound_model.inputs[0].name
     classifier = lambda batch: bound_model.run({session_input: np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)})[0]  # noqa: E731

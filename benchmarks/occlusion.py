@@ -26,7 +26,6 @@ import json
 import platform
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,29 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import agnostic_explain as ae  # noqa: E402
-from benchmarks.common import bound_run, cpu_count, model_throughput, probe_providers  # noqa: E402
+from benchmarks.common import best_throughput, cpu_count, paired_runs, pretrained_image_case  # noqa: E402
 
 WINDOW, STRIDE, BASELINE = (3, 16, 16), (3, 8, 8), 0.0
-
-
-def run_pairs(bound_model, model, image: np.ndarray, target: int, repeats: int, best_size: int):
-    """Alternate the model-bound run and a warm explanation, so that both see the same machine.
-
-    On a shared or virtual machine, throughput drifts by 10% or more between minutes; pairing
-    each explanation with a bound measured right beside it keeps the ratio honest.
-    """
-    explainer = ae.Occlusion(model, window=WINDOW, stride=STRIDE, baseline=BASELINE)
-    began = time.perf_counter()
-    explanation = explainer.explain(image, target=target, progress=False)  # cold: measures the batch size
-    cold = time.perf_counter() - began
-    bounds, ours = [], []
-    for _ in range(repeats):
-        bounds.append(bound_run(bound_model, image, explanation.n_evals, best_size))
-        began = time.perf_counter()
-        explanation = explainer.explain(image, target=target, progress=False)
-        ours.append(time.perf_counter() - began)
-    batch = next(iter(model.tuned_batch_sizes.values()), None)
-    return explanation, cold, bounds, ours, batch
 
 
 def run_captum(module, image: np.ndarray, target: int, per_eval: int):
@@ -83,34 +62,19 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
 
-    import torch
-
-    from benchmarks.models import efficientnet_lite0, export_onnx, sample_image
-
-    module = efficientnet_lite0(pretrained=True)
-    image = sample_image("chelsea")
-    with torch.no_grad():
-        target = int(module(torch.from_numpy(image)).argmax())
-    path = str(Path(tempfile.mkdtemp()) / "efficientnet_lite0.onnx")
-    export_onnx(module, path)
-
-    throughput, best_providers, best_value = {}, None, 0.0
-    for providers in probe_providers(args.provider):
-        probe = ae.load(path, providers=providers)
-        for size, value in model_throughput(probe, image, args.repeats).items():
-            throughput[size] = max(value, throughput.get(size, 0.0))
-            if value > best_value:
-                best_providers, best_value = providers, value
-    best_size = max(throughput, key=throughput.get)
-    explanation, cold, bounds, times, chosen = run_pairs(
-        ae.load(path, providers=best_providers), ae.load(path, providers=args.provider),
-        image, target, args.repeats, best_size,
+    path, image, target, module = pretrained_image_case()
+    throughput, best_size, bound_model = best_throughput(path, args.provider, image, args.repeats)
+    model = ae.load(path, providers=args.provider)
+    explainer = ae.Occlusion(model, window=WINDOW, stride=STRIDE, baseline=BASELINE)
+    explanation, cold, bounds, times = paired_runs(
+        lambda repeat: explainer.explain(image, target=target, progress=False), bound_model, image, best_size, args.repeats
     )
+    chosen = next(iter(model.tuned_batch_sizes.values()), None)
     ratios = [ours / bound for ours, bound in zip(times, bounds)]
 
     record = {
         "case": "occlusion efficientnet_lite0 1x3x224x224 window (3,16,16) stride (3,8,8) baseline 0",
-        "provider": probe.providers[0],
+        "provider": model.providers[0],
         "machine": f"{platform.machine()} {platform.processor() or ''} {cpu_count()} cores".strip(),
         "onnxruntime": __import__("onnxruntime").__version__,
         "target": target,

@@ -27,7 +27,6 @@ import json
 import platform
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,25 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import agnostic_explain as ae  # noqa: E402
 from agnostic_explain.explainers.rise import Rise, draw_masks, upsample  # noqa: E402
-from benchmarks.common import bound_run, cpu_count, model_throughput, probe_providers  # noqa: E402
+from benchmarks.common import best_throughput, cpu_count, paired_runs, pretrained_image_case  # noqa: E402
 
 CELLS, P_KEEP = 8, 0.5
-
-
-def run_pairs(bound_model, model, image: np.ndarray, target: int, n_masks: int, repeats: int, best_size: int):
-    """One cold explanation, then ``repeats`` pairs of (model-bound run, warm explanation)."""
-    explainer = Rise(model, n_masks=n_masks, cells=CELLS, p_keep=P_KEEP)
-    began = time.perf_counter()
-    explanation = explainer.explain(image, target=target, progress=False, random_state=0)
-    cold = time.perf_counter() - began
-    bounds, ours = [], []
-    for repeat in range(repeats):
-        bounds.append(bound_run(bound_model, image, explanation.n_evals, best_size))
-        began = time.perf_counter()
-        explanation = explainer.explain(image, target=target, progress=False, random_state=repeat + 1)
-        ours.append(time.perf_counter() - began)
-    batch = next(iter(model.tuned_batch_sizes.values()), None)
-    return explanation, cold, bounds, ours, batch
 
 
 def method_work(image: np.ndarray, n_masks: int, batch: int) -> float:
@@ -83,29 +66,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
 
-    import torch
-
-    from benchmarks.models import efficientnet_lite0, export_onnx, sample_image
-
-    module = efficientnet_lite0(pretrained=True)
-    image = sample_image("chelsea")
-    with torch.no_grad():
-        target = int(module(torch.from_numpy(image)).argmax())
-    path = str(Path(tempfile.mkdtemp()) / "efficientnet_lite0.onnx")
-    export_onnx(module, path)
-
-    throughput, best_providers, best_value = {}, None, 0.0
-    for providers in probe_providers(args.provider):
-        probe = ae.load(path, providers=providers)
-        for size, value in model_throughput(probe, image, args.repeats).items():
-            throughput[size] = max(value, throughput.get(size, 0.0))
-            if value > best_value:
-                best_providers, best_value = providers, value
-    best_size = max(throughput, key=throughput.get)
-    explanation, cold, bounds, times, chosen = run_pairs(
-        ae.load(path, providers=best_providers), ae.load(path, providers=args.provider),
-        image, target, args.masks, args.repeats, best_size,
+    path, image, target, _ = pretrained_image_case()
+    throughput, best_size, bound_model = best_throughput(path, args.provider, image, args.repeats)
+    model = ae.load(path, providers=args.provider)
+    explainer = Rise(model, n_masks=args.masks, cells=CELLS, p_keep=P_KEEP)
+    explanation, cold, bounds, times = paired_runs(
+        lambda repeat: explainer.explain(image, target=target, progress=False, random_state=repeat + 1),
+        bound_model, image, best_size, args.repeats,
     )
+    chosen = next(iter(model.tuned_batch_sizes.values()), None)
     ratios = [ours / bound for ours, bound in zip(times, bounds)]
     saliency = explanation.values[0, 0]
     half = saliency.shape[0] // 2
@@ -114,7 +83,7 @@ def main(argv=None) -> int:
         "case": (
             f"rise efficientnet_lite0 1x3x224x224 n_masks {args.masks} cells {CELLS} p_keep {P_KEEP} baseline 0"
         ),
-        "provider": probe.providers[0],
+        "provider": model.providers[0],
         "machine": f"{platform.machine()} {platform.processor() or ''} {cpu_count()} cores".strip(),
         "onnxruntime": __import__("onnxruntime").__version__,
         "target": target,

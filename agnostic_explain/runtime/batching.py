@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError, InputShapeError, OutOfMemoryError, ParameterError
-from .specs import TensorSpec, check_finite, conform
+from .specs import TensorSpec, conform, require_finite
 
 #: input and output bytes one batch may hold when the batch size is chosen automatically
 MEMORY_BUDGET = 256 << 20
@@ -65,7 +65,7 @@ class Feeds:
         if rows.shape[0] == 0:
             raise InputShapeError("x: no rows to explain (the batch axis has size 0)")
         if check_finite:
-            globals()["check_finite"](rows, parameter="x")
+            require_finite(rows, parameter="x")
         fixed_inputs = dict(fixed_inputs or {})
         if spec.name in fixed_inputs:
             raise ParameterError(

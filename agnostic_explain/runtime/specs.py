@@ -138,7 +138,7 @@ def cast(array: np.ndarray, spec: TensorSpec, *, parameter: str) -> np.ndarray:
     )
 
 
-def check_finite(array: np.ndarray, *, parameter: str) -> None:
+def require_finite(array: np.ndarray, *, parameter: str) -> None:
     """Raise :class:`NonFiniteInputError` if a floating array holds NaN or infinity."""
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
