@@ -251,3 +251,29 @@ def test_image_and_text_errors():
         LimeText(case.proto, mask_token_id=0, groups=np.arange(4)).explain(ids, target=0)
     with pytest.raises(ParameterError, match="attention_input"):
         LimeText(case.proto, mask_token_id=0, mask_attention=True).explain(ids, target=0)
+
+
+def test_tabular_binned_sampler_is_lime_truncated_normal():
+    from scipy import stats
+
+    from agnostic_explain.explainers.lime_tabular import _sample_binned
+
+    rng = np.random.default_rng(7)
+    train = np.stack([rng.normal(size=400), np.r_[np.zeros(200), rng.exponential(size=200)]], axis=1)  # column 1: a zero-width bin
+    rows = np.array([[0.1, 0.0]])
+    binary = np.empty((1, 20000, 2), dtype=bool)
+    inverse = np.empty((1, 20000, 2))
+    _sample_binned(train, rows, (25, 50, 75), rng, binary, inverse, slice(None))
+    column = train[:, 0]
+    edges = np.percentile(column, (25, 50, 75))
+    lows, highs = np.r_[column.min(), edges], np.r_[edges, column.max()]
+    drawn = np.searchsorted(edges, inverse[0, :, 0])
+    np.testing.assert_array_equal(binary[0, :, 0], drawn == np.searchsorted(edges, 0.1))
+    for b in range(4):
+        inside = column[np.searchsorted(edges, column) == b]
+        values = inverse[0, drawn == b, 0]
+        assert abs(len(values) / 20000 - len(inside) / 400) < 0.02
+        low, high, mean, std = lows[b], highs[b], inside.mean(), inside.std() + 1e-11
+        law = stats.truncnorm((low - mean) / std, (high - mean) / std, loc=mean, scale=std)
+        assert stats.kstest(values, law.cdf).pvalue > 1e-3
+    assert np.all(inverse[0, binary[0, :, 1], 1] == 0.0)  # the row's bin holds zeros only

@@ -136,10 +136,11 @@ class LimeTabular(Explainer):
         n_samples = int(self.num_samples)
         rng = problem.rng
         x = rows.astype(np.float64)
-        # (feature, row, sample) layout: each feature is written contiguously, and the views
-        # below hand (row, sample, feature) to the fits and batches without a transposing copy
-        binary = np.empty((n_features, n_rows, n_samples))
-        inverse = np.empty((n_features, n_rows, n_samples), dtype=rows.dtype)
+        # (row, sample, feature) layout: the batches are contiguous slices of `inverse` and the
+        # fits read `binary` in place; binary stays bool until the fits cast small chunks
+        interpretable_only = self.discretize_continuous
+        binary = np.empty((n_rows, n_samples, n_features), dtype=bool if interpretable_only else np.float64)
+        inverse = np.empty((n_rows, n_samples, n_features), dtype=rows.dtype)
         continuous = [f for f in range(n_features) if f not in categorical]
         if not self.discretize_continuous and continuous:
             train_mean, std = train.mean(axis=0), train.std(axis=0)
@@ -148,25 +149,28 @@ class LimeTabular(Explainer):
                 drawn = rng.standard_normal((n_rows, n_samples)) * scale[f]
                 drawn += x[:, f, None] if self.sample_around_instance else train_mean[f]
                 drawn[:, 0] = x[:, f]
-                inverse[f], binary[f] = drawn, (drawn - train_mean[f]) / scale[f]
+                inverse[:, :, f], binary[:, :, f] = drawn, (drawn - train_mean[f]) / scale[f]
         for f in categorical:
             values, counts = np.unique(train[:, f], return_counts=True)
             pick = np.searchsorted(np.cumsum(counts) / counts.sum(), rng.random((n_rows, n_samples)), side="right")
             drawn = values[np.minimum(pick, len(values) - 1)]
-            binary[f], inverse[f] = drawn == x[:, f, None], drawn
-        if self.discretize_continuous:
-            for f in continuous:
-                binary[f], inverse[f] = _sample_binned(train[:, f], x[:, f], n_samples, DISCRETIZERS[self.discretizer], rng)
+            binary[:, :, f], inverse[:, :, f] = drawn == x[:, f, None], drawn
+        if self.discretize_continuous and continuous:
+            columns = slice(None) if len(continuous) == n_features else continuous  # a slice writes faster
+            _sample_binned(train[:, continuous], x[:, continuous], DISCRETIZERS[self.discretizer], rng, binary, inverse, columns)
         interpretable = [f for f in range(n_features) if f in categorical or self.discretize_continuous]
-        binary[interpretable, :, 0] = 1.0
-        inverse[:, :, 0] = rows.T
-        flat = inverse.reshape(n_features, n_rows * n_samples)
-        binary = binary.transpose(1, 2, 0)
+        binary[:, 0, interpretable] = 1
+        inverse[:, 0, :] = rows
+        flat = inverse.reshape(n_rows * n_samples, n_features)
 
         owners = np.repeat(np.arange(n_rows), n_samples)
-        y = problem.evaluate(n_rows * n_samples, lambda a, b: flat[:, a:b].T, owners, desc="lime").reshape(n_rows, n_samples)
-        offsets = binary - binary[:, :1]
-        distances = np.sqrt(np.einsum("rsf,rsf->rs", offsets, offsets))
+        y = problem.evaluate(n_rows * n_samples, lambda a, b: flat[a:b], owners, desc="lime").reshape(n_rows, n_samples)
+        if interpretable_only:
+            # every feature is binary and sample 0 is all ones: d**2 counts the features that differ
+            distances = np.sqrt(n_features - np.count_nonzero(binary, axis=2).astype(np.float64))
+        else:
+            offsets = binary - binary[:, :1]
+            distances = np.sqrt(np.einsum("rsf,rsf->rs", offsets, offsets))
         width = np.sqrt(n_features) * 0.75 if self.kernel_width is None else float(self.kernel_width)
         fit = fit_local(
             binary, y, lime_kernel(distances, width), num_features=self.num_features,
@@ -179,38 +183,102 @@ class LimeTabular(Explainer):
         return fit["coef"].astype(np.float32)
 
 
-def _sample_binned(column: np.ndarray, row_values: np.ndarray, n_samples: int, percentiles, rng):
-    """lime's discretizer for one feature: (binary, values), each of shape (n_rows, n_samples).
+#: samples x features drawn per chunk by :func:`_sample_binned` (2 MiB of float64): the
+#: temporaries stay in cache instead of costing page faults as 15M-element arrays would
+_SAMPLE_CHUNK = 256 << 10
 
-    Bins are cut at the training percentiles; a sample draws a bin with its training frequency
-    and a value from the bin's normal (training mean and std in the bin) truncated to the bin.
+
+def _sample_binned(columns, row_values, percentiles, rng, binary, inverse, features) -> None:
+    """lime's discretizer for the continuous features, written into ``binary`` and ``inverse``.
+
+    Bins are cut at the training percentiles; a sample draws a bin per feature with its training
+    frequency and a value from the bin's normal (training mean and std in the bin) truncated to
+    the bin. ``columns`` is (n_train, k), ``row_values`` (n_rows, k); ``binary`` and ``inverse``
+    are (n_rows, n_samples, n_features), written at ``features`` (k of them).
     """
-    from scipy.special import ndtr, ndtri
+    from scipy.special import ndtr
 
-    edges = np.unique(np.percentile(column, percentiles))
-    train_bins = np.searchsorted(edges, column)
-    n_bins = len(edges) + 1
-    counts = np.bincount(train_bins, minlength=n_bins).astype(np.float64)
-    sums = np.bincount(train_bins, weights=column, minlength=n_bins)
-    means = np.divide(sums, counts, out=np.zeros(n_bins), where=counts > 0)
-    squares = np.bincount(train_bins, weights=(column - means[train_bins]) ** 2, minlength=n_bins)
-    stds = np.sqrt(np.divide(squares, counts, out=np.zeros(n_bins), where=counts > 0)) + 1e-11  # lime's epsilon
-    lows = np.concatenate([[column.min()], edges])
-    highs = np.concatenate([edges, [column.max()]])
-    present = np.flatnonzero(counts)  # lime draws only bins seen in training
-    cumulative = np.cumsum(counts[present]) / counts.sum()
-    drawn = present[np.minimum(np.searchsorted(cumulative, rng.random((len(row_values), n_samples)), side="right"), len(present) - 1)]
-    binary = drawn == np.searchsorted(edges, row_values)[:, None]
-    # Truncated normal per bin by inverse CDF, on the lower tail for accuracy (a bin above the
-    # mean is sampled mirrored); every bound depends on the bin only, so it is computed per bin.
-    low, high = (lows - means) / stds, (highs - means) / stds
-    sign = np.where(low > 0, -1.0, 1.0)
-    a = np.where(sign < 0, -high, low)
-    b = np.where(sign < 0, -low, high)
+    n_rows, n_samples, _ = inverse.shape
+    k = columns.shape[1]
+    n_bins = len(percentiles) + 1
+    # per-(feature, present bin) tables, flattened as feature * n_bins + pick; a pick indexes
+    # the bins seen in training (lime draws only those), thresholds padded with 2 (never hit)
+    thresholds = np.full((n_bins - 1, k), 2.0)
+    tables = np.zeros((4, k, n_bins))  # mean, std, low, high
+    row_pick = np.full((n_rows, k), n_bins, dtype=np.int64)  # n_bins: the row's bin was unseen
+    for j in range(k):
+        column = columns[:, j]
+        edges = np.unique(np.percentile(column, percentiles))
+        train_bins = np.searchsorted(edges, column)
+        m = len(edges) + 1
+        counts = np.bincount(train_bins, minlength=m).astype(np.float64)
+        sums = np.bincount(train_bins, weights=column, minlength=m)
+        means = np.divide(sums, counts, out=np.zeros(m), where=counts > 0)
+        squares = np.bincount(train_bins, weights=(column - means[train_bins]) ** 2, minlength=m)
+        stds = np.sqrt(np.divide(squares, counts, out=np.zeros(m), where=counts > 0)) + 1e-11  # lime's epsilon
+        lows = np.concatenate([[column.min()], edges])
+        highs = np.concatenate([edges, [column.max()]])
+        present = np.flatnonzero(counts)
+        cumulative = np.cumsum(counts[present]) / counts.sum()
+        thresholds[: len(present) - 1, j] = cumulative[:-1]  # the last is 1: no threshold
+        position = np.full(m, n_bins)
+        position[present] = np.arange(len(present))
+        row_pick[:, j] = position[np.searchsorted(edges, row_values[:, j])]
+        for table, value in zip(tables, (means, stds, lows, highs)):
+            table[j, : len(present)] = value[present]
+    means, stds, lows, highs = tables.reshape(4, k * n_bins)
+    offsets = np.arange(k) * n_bins
+    thresholds = thresholds[: max(1, int(np.sum(thresholds < 2.0, axis=0).max(initial=0)))]
+
+    step = max(1, _SAMPLE_CHUNK // (n_samples * k))
+    for start in range(0, n_rows, step):
+        part = slice(start, min(start + step, n_rows))
+        shape = (part.stop - part.start, n_samples, k)
+        u = rng.random(shape)
+        pick = np.zeros(shape, dtype=np.intp)
+        for threshold in thresholds:
+            pick += u >= threshold
+        binary[part, :, features] = pick == row_pick[part, None, :]
+        index = pick
+        index += offsets
+        # Truncated normal by rejection: a bin holds at least ~47% of its own normal (its
+        # width is >= 2 std around its mean), so few draws are redrawn; testing the value
+        # itself keeps every accepted sample inside its bin exactly (no clip)
+        value = stds.take(index)
+        value *= rng.standard_normal(shape, dtype=np.float32)  # float32 draws are faster; values stay float64
+        value += means.take(index)
+        low, high = lows.take(index), highs.take(index)
+        outside = np.flatnonzero((value < low) | (value > high))
+        flat, low, high, index = value.reshape(-1), low.reshape(-1), high.reshape(-1), index.reshape(-1)
+        for _ in range(_REDRAWS):
+            if not len(outside):
+                break
+            where = index[outside]
+            redrawn = rng.standard_normal(len(outside)) * stds[where] + means[where]
+            inside = (redrawn >= low[outside]) & (redrawn <= high[outside])
+            flat[outside[inside]] = redrawn[inside]
+            outside = outside[~inside]
+        if len(outside):  # bins of (almost) no width: the inverse CDF, exact but slower
+            where = index[outside]
+            flat[outside] = _truncated_normal(means[where], stds[where], lows[where], highs[where], rng, ndtr)
+        inverse[part, :, features] = value
+
+
+#: rejection rounds before the remaining samples use the inverse CDF
+_REDRAWS = 8
+
+
+def _truncated_normal(mean, std, low, high, rng, ndtr):
+    """N(mean, std) truncated to [low, high] by inverse CDF, on the lower tail for accuracy
+    (a draw above the mean is taken mirrored)."""
+    from scipy.special import ndtri
+
+    a, b = (low - mean) / std, (high - mean) / std
+    sign = np.where(a > 0, -1.0, 1.0)
+    a, b = np.where(sign < 0, -b, a), np.where(sign < 0, -a, b)
     cdf_a = ndtr(a)
-    z = ndtri(cdf_a[drawn] + rng.random(drawn.shape) * (ndtr(b) - cdf_a)[drawn])
-    values = np.clip(means[drawn] + (stds * sign)[drawn] * z, lows[drawn], highs[drawn])
-    return binary, values
+    z = ndtri(cdf_a + rng.random(len(mean)) * (ndtr(b) - cdf_a))
+    return np.clip(mean + std * sign * z, low, high)
 
 
 def check_lime_params(num_samples, feature_selection, num_features, kernel_width, alpha) -> None:
