@@ -150,7 +150,7 @@ class BatchSizer:
     runs once untimed (the first run at a new shape pays for allocations), then
     ``_TIMED`` times timed. Growth stops after two sizes in a row that do not raise the best
     throughput by 3%, at the memory cap, or at ``MAX_AUTO_BATCH`` (``MAX_LARGE_ROW_BATCH`` for
-    rows over 64 KiB; small rows start at up to 1,024 rows rather than 4): larger batches cost
+    rows over 64 KiB; small rows start at about 1 MiB of input, up to 8,192 rows, rather than 4): larger batches cost
     memory and a slow first run, so they must earn their place. The size kept is the largest one on
     the plateau (within 3% of the best), and it is remembered on the model, per explained
     input, for later calls; a call that ends while growing keeps the best of the sizes it
@@ -170,8 +170,8 @@ class BatchSizer:
         elif learned:
             self.size, self.growing = min(learned, self.cap), False
         else:
-            # small rows start larger: per-call overhead dominates them
-            start = 1 << int(np.log2(max(4, min(1024, LARGE_ROW_BYTES // row_bytes))))
+            # small rows start larger, at about 1 MiB of input: per-call overhead dominates them
+            start = 1 << int(np.log2(max(4, min(8192, (1 << 20) // row_bytes))))
             self.size, self.growing = min(start, self.cap), True
         self.throughput: dict[int, float] = {}
         self._runs, self._rows, self._seconds, self._misses = 0, 0, 0.0, 0
