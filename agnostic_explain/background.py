@@ -15,7 +15,6 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import ParameterError, require
-from .masks import compose
 
 __all__ = ["Background", "coalition_values", "summarize", "validate_background"]
 
@@ -173,11 +172,14 @@ def coalition_values(
     per_row = len(run) * n_background
     shared = len(replacement) == 1
 
+    # Element-level keep flags, gathered once rather than per batch (see masks.compose).
+    kept = run[:, mask]
+
     def make_rows(start: int, stop: int) -> np.ndarray:
         owner, rest = np.divmod(np.arange(start, stop), per_row)
         coalition, drawn = np.divmod(rest, n_background)
-        source = replacement[0, drawn] if shared else replacement[owner, drawn]
-        return compose(rows[owner], source, mask, run[coalition])
+        source = replacement[0].take(drawn, axis=0) if shared else replacement[owner, drawn]
+        return np.where(kept.take(coalition, axis=0), rows.take(owner, axis=0), source)
 
     total = n_rows * per_row
     values = np.empty((n_rows, len(keep)))
