@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -138,21 +137,21 @@ class LimeText(Explainer):
         z[:, 0] = True
         mask_row = np.array(self.mask_token_id, dtype=rows.dtype)
 
-        def make_rows(start: int, stop: int) -> np.ndarray:
+        attention = self._attention(problem.feeds) if self.mask_attention else None
+
+        def make_rows(start: int, stop: int):
             index = np.arange(start, stop)
             owners, samples = np.divmod(index, n_samples)
             keep = z[owners, samples]  # (k, n_max)
             kept = np.take_along_axis(keep, groups[owners], axis=1)
-            return np.where(kept, rows[owners], mask_row)
+            ids = np.where(kept, rows[owners], mask_row)
+            if attention is None:
+                return ids
+            held = problem.feeds.fixed_rows(attention, owners)
+            return {problem.feeds.name: ids, attention: np.where(kept, held, np.zeros((), dtype=held.dtype))}
 
         owners = np.repeat(np.arange(n_rows), n_samples)
-        feeds = problem.feeds
-        if self.mask_attention:
-            problem.feeds = _AttentionFeeds(feeds.name, feeds.spec, feeds.rows, feeds.fixed, self._attention(feeds))
-        try:
-            y = problem.evaluate(n_rows * n_samples, make_rows, owners, desc="lime").reshape(n_rows, n_samples)
-        finally:
-            problem.feeds = feeds
+        y = problem.evaluate(n_rows * n_samples, make_rows, owners, desc="lime").reshape(n_rows, n_samples)
         distances = binary_cosine_distance(z, counts) * 100.0
         fit = fit_local(
             z.astype(np.float64), y, lime_kernel(distances, float(self.kernel_width)),
@@ -187,25 +186,6 @@ class LimeText(Explainer):
                 f"got rows of shape {value.shape[1:]} with batch axis {spec.batch_axis}"
             )
         return name
-
-
-@dataclass
-class _AttentionFeeds(Feeds):
-    """Feeds that zero the attention mask where a token was replaced.
-
-    ``evaluate`` builds the fixed inputs from the owners only, so the removed positions are
-    recovered by comparing each perturbed row with its original (a token equal to the mask
-    token is unchanged either way).
-    """
-
-    attention: str = ""
-
-    def batch(self, rows: np.ndarray, owners: np.ndarray) -> dict[str, np.ndarray]:
-        feeds = super().batch(rows, owners)
-        removed = rows != self.rows[owners]
-        attention = feeds[self.attention]
-        feeds[self.attention] = np.where(removed, np.zeros((), dtype=attention.dtype), attention)
-        return feeds
 
 
 def _token_strings(vocabulary, rows: np.ndarray) -> np.ndarray:

@@ -97,16 +97,31 @@ class Feeds:
             fixed[other.name] = (value, other)
         return cls(name=spec.name, spec=spec, rows=rows, fixed=fixed)
 
-    def batch(self, rows: np.ndarray, owners: np.ndarray) -> dict[str, np.ndarray]:
-        """The model feeds for a batch of explained rows whose sources are ``owners``."""
-        feeds = {self.name: _to_model_layout(rows, self.spec)}
+    def batch(self, rows, owners: np.ndarray) -> dict[str, np.ndarray]:
+        """The model feeds for a batch of explained rows whose sources are ``owners``.
+
+        ``rows`` is the explained input's rows, or a dict that also perturbs fixed inputs
+        with a batch axis (batch first), e.g. an attention mask held in step with the tokens.
+        """
+        given = dict(rows) if isinstance(rows, dict) else {self.name: rows}
+        feeds = {self.name: _to_model_layout(given.pop(self.name), self.spec)}
+        unknown = sorted(set(given) - self.batched_names()) if given else None
+        if unknown:
+            raise ParameterError(f"perturbed inputs {unknown} are not fixed inputs with a batch axis")
         for name, (value, spec) in self.fixed.items():
             if spec.batch_axis is None:
                 feeds[name] = value
             else:
-                picked = value[owners] if value.shape[0] > 1 else np.repeat(value, len(owners), axis=0)
+                picked = given.get(name)
+                if picked is None:
+                    picked = self.fixed_rows(name, owners)
                 feeds[name] = _to_model_layout(picked, spec)
         return feeds
+
+    def fixed_rows(self, name: str, owners: np.ndarray) -> np.ndarray:
+        """Rows of fixed input ``name`` (batch first) for the explained rows ``owners``."""
+        value = self.fixed[name][0]
+        return value[owners] if value.shape[0] > 1 else np.repeat(value, len(owners), axis=0)
 
     def batched_names(self) -> set[str]:
         """The feeds that carry a batch axis."""
@@ -240,7 +255,8 @@ def evaluate(
         Number of rows to evaluate.
     make_rows : callable
         ``make_rows(start, stop)`` returns rows ``start..stop`` of the explained input,
-        batch first, built only when needed.
+        batch first, built only when needed; or a dict of such rows that also perturbs fixed
+        inputs (see :meth:`Feeds.batch`).
     owners : ndarray of shape (n,)
         The explained row each evaluated row belongs to.
     reduce : callable
