@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 import agnostic_explain as ae
 from agnostic_explain import masks
 from agnostic_explain.errors import ParameterError
-from agnostic_explain.explainers import permutation
+from agnostic_explain.explainers import base, permutation
 from agnostic_explain.explainers.permutation import SCORERS, PermutationImportance
 
 
@@ -334,6 +334,7 @@ def test_all_shuffles_go_through_one_evaluate_call(monkeypatch, gaussian):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(permutation, "evaluate", counting)
+    monkeypatch.setattr(base, "evaluate", counting)  # the unperturbed rows run through the shared helper
     PermutationImportance(build_regression([1.0, 2.0, 3.0, 4.0]), n_repeats=3).explain(gaussian, random_state=0)
     assert calls == [len(gaussian), 3 * 4 * len(gaussian)]
 

@@ -104,6 +104,13 @@ class Explainer:
             self.model = load(self.model)
         return self.model
 
+    def _prepare(self, x, input, fixed_inputs, output_transform) -> tuple[Model, Feeds]:
+        """The loaded model and the validated feeds, before any model call."""
+        if output_transform not in OUTPUT_TRANSFORMS:
+            raise ParameterError(f"output_transform must be one of {OUTPUT_TRANSFORMS}, got {output_transform!r}")
+        model = self._loaded()
+        return model, Feeds.prepare(model, x, input=input, fixed_inputs=fixed_inputs)
+
     def explain(
         self,
         x,
@@ -143,18 +150,11 @@ class Explainer:
         Explanation
         """
         started = time.perf_counter()
-        if output_transform not in OUTPUT_TRANSFORMS:
-            raise ParameterError(f"output_transform must be one of {OUTPUT_TRANSFORMS}, got {output_transform!r}")
-        model = self._loaded()
-        feeds = Feeds.prepare(model, x, input=input, fixed_inputs=fixed_inputs)
+        model, feeds = self._prepare(x, input, fixed_inputs, output_transform)
         self._check(feeds.rows)
         output_name = model.output_spec(output).name
         n = len(feeds.rows)
-        outputs = evaluate(
-            model, feeds, n=n, make_rows=lambda a, b: feeds.rows[a:b], owners=np.arange(n),
-            reduce=lambda out, own: out, output=output_name, progress=False,
-        )
-        outputs = transform(outputs, output_transform)
+        outputs = unperturbed_outputs(model, feeds, output_name, output_transform)
         resolved = resolve(target, outputs, output_name=output_name)
         problem = Problem(
             model=model,
@@ -188,3 +188,13 @@ class Explainer:
             preprocessing=model.preprocessing,
             extras=problem.extras,
         )
+
+
+def unperturbed_outputs(model: Model, feeds: Feeds, output: str, output_transform) -> np.ndarray:
+    """The (transformed) output at the explained rows themselves, batch axis first."""
+    n = len(feeds.rows)
+    outputs = evaluate(
+        model, feeds, n=n, make_rows=lambda a, b: feeds.rows[a:b], owners=np.arange(n),
+        reduce=lambda out, own: out, output=output, progress=False,
+    )
+    return transform(outputs, output_transform)

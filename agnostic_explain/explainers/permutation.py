@@ -11,9 +11,9 @@ import numpy as np
 from .. import masks
 from ..errors import ParameterError
 from ..explanation import Explanation, _jsonable
-from ..runtime.batching import Feeds, evaluate
-from ..runtime.targets import OUTPUT_TRANSFORMS, Target, resolve, transform
-from .base import Explainer
+from ..runtime.batching import evaluate
+from ..runtime.targets import Target, resolve, transform
+from .base import Explainer, unperturbed_outputs
 
 #: Supported scorer names: (function in ``sklearn.metrics``, sign, response, keyword arguments).
 #: The response is what the sklearn scorer of that name asks a fitted estimator for: "labels"
@@ -152,10 +152,7 @@ class PermutationImportance(Explainer):
             (1, n_groups), "feature_mask", "baseline_score" and "scoring".
         """
         started = time.perf_counter()
-        if output_transform not in OUTPUT_TRANSFORMS:
-            raise ParameterError(f"output_transform must be one of {OUTPUT_TRANSFORMS}, got {output_transform!r}")
-        model = self._loaded()
-        feeds = Feeds.prepare(model, x, input=input, fixed_inputs=fixed_inputs)
+        model, feeds = self._prepare(x, input, fixed_inputs, output_transform)
         rows = feeds.rows
         n = len(rows)
         mask = self._check(rows)
@@ -165,11 +162,7 @@ class PermutationImportance(Explainer):
                 raise ParameterError(f"y must have one value per row of x ({n}), got shape {y.shape}")
         output_name = model.output_spec(output).name
 
-        outputs = evaluate(
-            model, feeds, n=n, make_rows=lambda a, b: rows[a:b], owners=np.arange(n),
-            reduce=lambda out, own: out, output=output_name, progress=False,
-        )
-        outputs = transform(outputs, output_transform)
+        outputs = unperturbed_outputs(model, feeds, output_name, output_transform)
         resolved = None if target is None else resolve(target, outputs, output_name=output_name)
         selected = outputs if resolved is None else resolved.select(outputs, np.arange(n))
         scorer = _scorer(self.scoring, selected)
