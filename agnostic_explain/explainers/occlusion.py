@@ -68,13 +68,22 @@ class Occlusion(Explainer):
         baseline = baseline_rows(self.baseline, rows)
         n_windows = len(slices)
 
+        # Window bounds per axis, so a batch's occluded elements are one broadcast product.
+        low = np.array([[region.start for region in regions] for regions in slices])
+        high = np.array([[region.stop for region in regions] for regions in slices])
+        shared = baseline.strides[0] == 0  # one baseline for every row: no gather needed
+
         def make_rows(start: int, stop: int) -> np.ndarray:
-            index = np.arange(start, stop)
-            owners, windows = np.divmod(index, n_windows)
+            owners, windows = np.divmod(np.arange(start, stop), n_windows)
+            inside = np.ones((stop - start,) + (1,) * (rows.ndim - 1), dtype=bool)
+            for axis, size in enumerate(rows.shape[1:]):
+                coordinate = np.arange(size)
+                member = (coordinate >= low[windows, axis, None]) & (coordinate < high[windows, axis, None])
+                shape = [stop - start] + [1] * (rows.ndim - 1)
+                shape[axis + 1] = size
+                inside = inside & member.reshape(shape)
             batch = rows[owners]  # fancy indexing copies
-            for position, (owner, window) in enumerate(zip(owners, windows)):
-                region = slices[window]
-                batch[position][region] = baseline[owner][region]
+            np.copyto(batch, baseline[0] if shared else baseline[owners], where=inside)
             return batch
 
         total = n_windows * len(rows)
