@@ -9,9 +9,10 @@
 """
 
 from . import errors
-from . import masks
+from . import graph, masks
 from .background import Background, summarize
 from .explainers import (
+    AblationCam,
     Explainer,
     FeatureAblation,
     KernelShap,
@@ -21,7 +22,9 @@ from .explainers import (
     Occlusion,
     PermutationImportance,
     Rise,
+    ScoreCam,
     ShapleySampling,
+    UnitAblation,
 )
 from .explanation import Explanation
 from .runtime import CallableModel, Model, OnnxModel, TensorSpec, load
@@ -30,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = sorted(
     [
+        "AblationCam",
         "Background",
         "CallableModel",
         "Explainer",
@@ -44,9 +48,12 @@ __all__ = sorted(
         "OnnxModel",
         "PermutationImportance",
         "Rise",
+        "ScoreCam",
         "ShapleySampling",
         "TensorSpec",
+        "UnitAblation",
         "errors",
+        "graph",
         "load",
         "masks",
         "summarize",

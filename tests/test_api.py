@@ -15,6 +15,12 @@ DOCTESTED = [
     "agnostic_explain.runtime.callable",
     "agnostic_explain.explainers.occlusion",
     "agnostic_explain.graph.batch",
+    "agnostic_explain.graph.inspect",
+    "agnostic_explain.graph.expose",
+    "agnostic_explain.graph.split",
+    "agnostic_explain.graph.randomize",
+    "agnostic_explain.explainers.cam",
+    "agnostic_explain.explainers.unit_ablation",
     "agnostic_explain.data",
 ]
 

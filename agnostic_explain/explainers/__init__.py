@@ -1,6 +1,7 @@
 """Explainers: each one overrides ``Explainer._attribute`` and shares the rest."""
 
 from .ablation import FeatureAblation
+from .cam import AblationCam, ScoreCam
 from .base import Explainer
 from .kernel_shap import KernelShap
 from .lime import LimeImage, LimeTabular, LimeText
@@ -8,8 +9,10 @@ from .occlusion import Occlusion
 from .permutation import PermutationImportance
 from .rise import Rise
 from .shapley_sampling import ShapleySampling
+from .unit_ablation import UnitAblation
 
 __all__ = [
+    "AblationCam",
     "Explainer",
     "FeatureAblation",
     "KernelShap",
@@ -19,5 +22,7 @@ __all__ = [
     "Occlusion",
     "PermutationImportance",
     "Rise",
+    "ScoreCam",
     "ShapleySampling",
+    "UnitAblation",
 ]

@@ -40,6 +40,11 @@ class Problem:
         Model rows evaluated so far.
     extras : dict
         Method-specific results a method may add; they go into ``Explanation.extras``.
+    params : dict
+        Parameters settled during the call (a layer chosen automatically, say); they go
+        into ``Explanation.params``.
+    context : dict
+        Method-private data handed from :meth:`Explainer._unperturbed` to ``_attribute``.
     """
 
     model: Model
@@ -52,21 +57,28 @@ class Problem:
     rng: np.random.Generator
     n_evals: int = 0
     extras: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    context: dict = field(default_factory=dict)
 
     @property
     def rows(self) -> np.ndarray:
         return self.feeds.rows
 
-    def evaluate(self, n: int, make_rows: Callable[[int, int], np.ndarray], owners: np.ndarray, desc: str) -> np.ndarray:
+    def evaluate(
+        self, n: int, make_rows: Callable[[int, int], np.ndarray], owners: np.ndarray, desc: str,
+        *, model: Model | None = None, feeds: Feeds | None = None,
+    ) -> np.ndarray:
         """Target scalars, shape (n,), for ``n`` perturbed rows built by ``make_rows(start, stop)``.
 
         ``owners[i]`` is the explained row that perturbed row ``i`` belongs to. All methods
         go through this one batching path (see :func:`agnostic_explain.runtime.batching.evaluate`).
+        ``model`` and ``feeds`` run the rows through another model with the same output
+        instead (the tail of a split model, fed activations).
         """
         self.n_evals += n
         return evaluate(
-            self.model,
-            self.feeds,
+            model or self.model,
+            feeds or self.feeds,
             n=n,
             make_rows=make_rows,
             owners=owners,
@@ -98,6 +110,10 @@ class Explainer:
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         raise NotImplementedError
+
+    def _unperturbed(self, model: Model, feeds: Feeds, output: str, output_transform, context: dict) -> np.ndarray:
+        """The (transformed) output at the explained rows; a method may also fill ``context``."""
+        return unperturbed_outputs(model, feeds, output, output_transform)
 
     def _loaded(self) -> Model:
         if not isinstance(self.model, Model):
@@ -154,7 +170,8 @@ class Explainer:
         self._check(feeds.rows)
         output_name = model.output_spec(output).name
         n = len(feeds.rows)
-        outputs = unperturbed_outputs(model, feeds, output_name, output_transform)
+        context: dict = {}
+        outputs = self._unperturbed(model, feeds, output_name, output_transform, context)
         resolved = resolve(target, outputs, output_name=output_name)
         problem = Problem(
             model=model,
@@ -166,9 +183,10 @@ class Explainer:
             progress=progress,
             rng=np.random.default_rng(random_state),
             n_evals=n,
+            context=context,
         )
         values = self._attribute(problem)
-        params = dict(self._params(), output_transform=output_transform)
+        params = dict(self._params(), **problem.params, output_transform=output_transform)
         if resolved.function is not None:
             params["target"] = f"callable {getattr(resolved.function, '__name__', 'target')}"
         return Explanation(

@@ -1,5 +1,16 @@
-"""Graph edits: pure functions from ``onnx.ModelProto`` to ``onnx.ModelProto``."""
+"""Graph edits and views: pure functions of a model (path, bytes or ``onnx.ModelProto``).
+
+Edits return a new ``onnx.ModelProto`` and never change their argument.
+"""
 
 from .batch import make_batch_dynamic, static_batch_size
+from .expose import expose
+from .inspect import Layer, LayerTable, TensorInfo, layers, tensors
+from .randomize import randomize, weight_layers
+from .source import ModelSource, open_model
+from .split import split
 
-__all__ = ["make_batch_dynamic", "static_batch_size"]
+__all__ = sorted([
+    "Layer", "LayerTable", "ModelSource", "TensorInfo", "expose", "layers", "make_batch_dynamic",
+    "open_model", "randomize", "split", "static_batch_size", "tensors", "weight_layers",
+])

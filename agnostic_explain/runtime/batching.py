@@ -127,14 +127,15 @@ class Feeds:
         """The feeds that carry a batch axis."""
         return {self.name} | {name for name, (_, spec) in self.fixed.items() if spec.batch_axis is not None}
 
-    def row_bytes(self, model, output: str) -> int:
+    def row_bytes(self, model, outputs) -> int:
         """Bytes one row moves in and out of the model, for the memory budget."""
         total = self.rows[0].nbytes + sum(value[0].nbytes for value, spec in self.fixed.values() if spec.batch_axis is not None)
-        out = model.output_spec(output)
-        if out.shape is not None and all(isinstance(dim, int) for dim in out.row_shape()):
-            total += int(np.prod(out.row_shape())) * out.dtype.itemsize
-        else:
-            total += self.rows[0].nbytes  # unknown output size: assume it matches the input
+        for name in [outputs] if isinstance(outputs, str) else outputs:
+            out = model.output_spec(name)
+            if out.shape is not None and all(isinstance(dim, int) for dim in out.row_shape()):
+                total += int(np.prod(out.row_shape())) * out.dtype.itemsize
+            else:
+                total += self.rows[0].nbytes  # unknown output size: assume it matches the input
         return max(total, 1)
 
 
@@ -261,9 +262,10 @@ def evaluate(
         The explained row each evaluated row belongs to.
     reduce : callable
         ``reduce(outputs, owners) -> ndarray`` applied to each batch's selected output
-        (batch axis first) before it is kept.
-    output : str
-        The output to fetch.
+        (batch axis first) before it is kept. With several outputs, ``outputs`` is a list
+        and ``reduce`` may return a tuple of arrays, each concatenated on its own.
+    output : str or list of str
+        The output to fetch, or several.
     batch_size : int or "auto", optional
         Overrides ``model.batch_size``.
     progress : bool or None
@@ -272,15 +274,17 @@ def evaluate(
 
     Returns
     -------
-    ndarray
+    ndarray or tuple of ndarray
         The reduced batches, concatenated along axis 0.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
-    out_spec = model.output_spec(output)
-    sizer = BatchSizer(model, (feeds.name, feeds.rows.shape[1:]), feeds.row_bytes(model, output), batch_size)
+    several = not isinstance(output, str)
+    names = list(output) if several else [output]
+    out_specs = [model.output_spec(name) for name in names]
+    sizer = BatchSizer(model, (feeds.name, feeds.rows.shape[1:]), feeds.row_bytes(model, names), batch_size)
     batched = feeds.batched_names()
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=n, desc=desc, unit="row", disable=not show, delay=0 if progress else 2.0, leave=False)
@@ -307,29 +311,31 @@ def evaluate(
             pad_to = model.static_batch or (sizer.size if model.fixed_shapes and not sizer.growing else None)
             began = time.perf_counter()
             try:
-                outputs = _run_padded(model, batch, batched, output, pad_to)
+                outputs = _run_padded(model, batch, batched, names, pad_to)
             except OutOfMemoryError:
                 sizer.halve()
                 pending = None  # built for the old size; rebuilt at the new one
                 continue
             sizer.record(stop - start, time.perf_counter() - began)
-            if out_spec.batch_axis:
-                outputs = np.moveaxis(outputs, out_spec.batch_axis, 0)
-            results.append(reduce(outputs, own))
+            outputs = [np.moveaxis(value, spec.batch_axis, 0) if spec.batch_axis else value
+                       for value, spec in zip(outputs, out_specs)]
+            results.append(reduce(outputs if several else outputs[0], own))
             bar.update(stop - start)
             start = stop
     sizer.finish()
+    if isinstance(results[0], tuple):
+        return tuple(np.concatenate(parts, axis=0) for parts in zip(*results))
     return np.concatenate(results, axis=0)
 
 
-def _run_padded(model, feeds: dict[str, np.ndarray], batched: set[str], output: str, size: int | None) -> np.ndarray:
+def _run_padded(model, feeds: dict[str, np.ndarray], batched: set[str], outputs: list[str], size: int | None):
     """Run one batch whole, or in slices of ``size`` rows with the last one padded.
 
     Padding serves models stuck at a static batch size, and providers where a new batch
-    shape is costly (``model.fixed_shapes``).
+    shape is costly (``model.fixed_shapes``). Returns one array per name in ``outputs``.
     """
     if size is None:
-        return model.run(feeds, [output])[0]
+        return model.run(feeds, outputs)
     n = len(feeds[next(iter(batched))])
     pieces = []
     for start in range(0, n, size):
@@ -337,8 +343,8 @@ def _run_padded(model, feeds: dict[str, np.ndarray], batched: set[str], output: 
             name: _pad(value[start : start + size], size) if name in batched else value
             for name, value in feeds.items()
         }
-        pieces.append(model.run(piece, [output])[0][: min(size, n - start)])
-    return np.concatenate(pieces, axis=0)
+        pieces.append([value[: min(size, n - start)] for value in model.run(piece, outputs)])
+    return [np.concatenate(parts, axis=0) for parts in zip(*pieces)]
 
 
 def _pad(value: np.ndarray, size: int) -> np.ndarray:

@@ -19,7 +19,10 @@ from .specs import TensorSpec, dtype_from_ort
 _MEMORY_MESSAGES = ("out of memory", "failed to allocate", "bad_alloc", "cudaerrormemoryallocation")
 
 
-def load(model, *, providers="auto", device_id: int = 0, batch_size="auto", threads: int | None = None) -> Model:
+def load(
+    model, *, providers="auto", device_id: int = 0, batch_size="auto", threads: int | None = None,
+    external_data_dir=None,
+) -> Model:
     """Load a model for explanation.
 
     Parameters
@@ -36,6 +39,9 @@ def load(model, *, providers="auto", device_id: int = 0, batch_size="auto", thre
         size on the plateau within a memory budget.
     threads : int, optional
         ONNX Runtime intra-op threads; by default ONNX Runtime's choice (one per core).
+    external_data_dir : str or os.PathLike, optional
+        The folder external weights are read from, for a model given in memory (an edit of
+        a model whose weights are external, say); a file's own folder is used otherwise.
 
     Returns
     -------
@@ -55,13 +61,17 @@ def load(model, *, providers="auto", device_id: int = 0, batch_size="auto", thre
         from .callable import CallableModel
 
         return CallableModel(model, batch_size=64 if batch_size == "auto" else batch_size)
-    return OnnxModel(model, providers=providers, device_id=device_id, batch_size=batch_size, threads=threads)
+    return OnnxModel(
+        model, providers=providers, device_id=device_id, batch_size=batch_size, threads=threads,
+        external_data_dir=external_data_dir,
+    )
 
 
-def read_model(model) -> tuple[onnx.ModelProto, Path | None]:
+def read_model(model, external_data_dir=None) -> tuple[onnx.ModelProto, Path | None]:
     """Parse and check ``model`` (path, bytes or ModelProto) without loading external weights.
 
     Returns the proto and, for files, the path (ONNX Runtime resolves external data from it).
+    Refuses external data references that leave the model's folder (or ``external_data_dir``).
     """
     if isinstance(model, onnx.ModelProto):
         proto, path = model, None
@@ -85,6 +95,10 @@ def read_model(model) -> tuple[onnx.ModelProto, Path | None]:
         )
     if not proto.graph.node and not proto.graph.output:
         raise ModelLoadError("model: the ONNX graph is empty (no nodes and no outputs)")
+    from ..graph.source import ModelSource, check_external_locations
+
+    folder = path.parent if path is not None else external_data_dir
+    check_external_locations(ModelSource(proto, Path(folder) if folder is not None else None, path))
     try:
         # The path form checks external data in place and works past protobuf's 2 GB limit.
         onnx.checker.check_model(str(path) if path is not None else proto)
@@ -118,14 +132,18 @@ class OnnxModel(Model):
         The model's ``metadata_props``.
     """
 
-    def __init__(self, model, *, providers="auto", device_id=0, batch_size="auto", threads=None):
+    def __init__(self, model, *, providers="auto", device_id=0, batch_size="auto", threads=None,
+                 external_data_dir=None):
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ParameterError(f"threads must be a positive int or None, got {threads!r}")
         if batch_size != "auto" and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
             raise ParameterError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
-        proto, path = read_model(model)
+        proto, path = read_model(model, external_data_dir)
         self.proto = proto
         self.path = path
+        self.external_data_dir = path.parent if path is not None else (
+            Path(external_data_dir) if external_data_dir is not None else None
+        )
         self.batch_size = batch_size
         self.device_id = device_id
         self._provider_entries = resolve_providers(providers, device_id)
@@ -152,6 +170,13 @@ class OnnxModel(Model):
         outs = ", ".join(f"{spec.name}{spec.describe()}" for spec in self.outputs)
         return f"OnnxModel(inputs=[{ins}], outputs=[{outs}], providers={self.providers})"
 
+    def derive(self, proto: onnx.ModelProto) -> "OnnxModel":
+        """A model of ``proto`` (an edit of this one) on the same providers, device and settings."""
+        return OnnxModel(
+            proto, providers=self._provider_entries, device_id=self.device_id, batch_size=self.batch_size,
+            threads=self._threads, external_data_dir=self.external_data_dir,
+        )
+
     @property
     def on_cuda(self) -> bool:
         return CUDA in self.providers
@@ -166,6 +191,10 @@ class OnnxModel(Model):
         options.use_deterministic_compute = True  # random_state must give identical results, on CUDA too
         if self._threads:
             options.intra_op_num_threads = self._threads
+        if path is None and self.external_data_dir is not None and _uses_external_data(proto):
+            options.add_session_config_entry(
+                "session.model_external_initializers_file_folder_path", str(self.external_data_dir)
+            )
         source = str(path) if path is not None else proto.SerializeToString()
         try:
             return ort.InferenceSession(source, sess_options=options, providers=self._provider_entries)
@@ -174,7 +203,7 @@ class OnnxModel(Model):
 
     def _unfix_batch(self, proto: onnx.ModelProto, path: Path | None, size: int) -> None:
         """Rewrite a static batch as symbolic, keeping it only if a probe shows rows stay independent."""
-        if not _uses_external_data(proto):
+        if not _uses_external_data(proto) or self.external_data_dir is not None:
             candidate = self._session_for(make_batch_dynamic(proto), None)
             if _rows_independent(candidate, size):
                 self.session = candidate

@@ -1,0 +1,163 @@
+"""The shared pipeline of methods that edit one layer's activations and run only the tail.
+
+The model is cut at the layer (:func:`agnostic_explain.graph.split`). The explained rows run
+once through the model with the layer exposed, which gives the activations and the
+unperturbed output together (the "head" rows). A method then builds edited activations,
+one row per unit it probes, and only the tail runs on them, in the one batching loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputShapeError, ParameterError
+from ..graph.expose import expose
+from ..graph.inspect import resolve_tensors, tensors
+from ..graph.source import open_model
+from ..graph.split import cut
+from ..runtime.batching import Feeds, evaluate
+from ..runtime.session import OnnxModel
+from ..runtime.targets import transform
+from .base import Explainer, Problem
+
+
+@dataclass(frozen=True)
+class LayerParts:
+    """The models a layer method runs: the model with the layer exposed, and the tail after it."""
+
+    layer: str
+    chosen_automatically: bool
+    exposed: OnnxModel
+    tail: OnnxModel
+
+
+class LayerExplainer(Explainer):
+    """Base of :class:`UnitAblation`, :class:`AblationCam` and :class:`ScoreCam`.
+
+    Subclasses implement ``_attribute(problem)`` using ``problem.context["activations"]``
+    (batch first) and :meth:`_unit_scores`.
+    """
+
+    #: whether an automatically chosen layer must be a spatial 4-D activation
+    needs_spatial = False
+
+    def __init__(self, model, layer=None):
+        super().__init__(model)
+        self.layer = layer
+
+    def _params(self) -> dict:
+        return {"layer": self.layer}
+
+    def _loaded(self):
+        model = super()._loaded()
+        if not isinstance(model, OnnxModel):
+            raise ParameterError(
+                f"model: {type(self).__name__} cuts the ONNX graph at a layer, so it needs an ONNX "
+                f"model, not {type(model).__name__}"
+            )
+        return model
+
+    def _parts(self, model: OnnxModel, feeds: Feeds) -> LayerParts:
+        """Split the model at the layer (chosen automatically when None), once per model and layer."""
+        cache = self.__dict__.setdefault("_parts_cache", {})
+        key = (id(model), self.layer)
+        if key not in cache:
+            source = open_model(model)
+            if self.layer is None:
+                layer, (_, tail) = _default_layer(source, feeds, self.needs_spatial, type(self).__name__)
+            else:
+                if not isinstance(self.layer, str):
+                    raise ParameterError(f"layer must be a tensor name (str) or None, got {self.layer!r}")
+                layer = resolve_tensors(source, self.layer, parameter="layer", kinds={"node output"})[0]
+                _, tail = cut(source, [layer], parameter="layer")
+            cache[key] = LayerParts(layer, self.layer is None, model.derive(expose(source, [layer])), model.derive(tail))
+        return cache[key]
+
+    def _unperturbed(self, model, feeds, output, output_transform, context) -> np.ndarray:
+        parts = self._parts(model, feeds)
+        n = len(feeds.rows)
+        outputs, activations = evaluate(
+            parts.exposed, feeds, n=n, make_rows=lambda start, stop: feeds.rows[start:stop], owners=np.arange(n),
+            reduce=lambda values, owners: (values[0], values[1]), output=[output, parts.layer], progress=False,
+        )
+        context.update(parts=parts, activations=activations)
+        return transform(outputs, output_transform)
+
+    def _layer_rows(self, problem: Problem) -> np.ndarray:
+        """The layer's activations at the explained rows; records the layer in params and extras."""
+        parts = problem.context["parts"]
+        problem.params["layer"] = parts.layer
+        problem.params["layer_chosen_automatically"] = parts.chosen_automatically
+        problem.extras["n_evals_head"] = len(problem.rows)
+        problem.extras["n_evals_tail"] = 0
+        return problem.context["activations"]
+
+    def _unit_scores(self, problem: Problem, n_units: int, edit) -> np.ndarray:
+        """Target scalars, shape (n_rows, n_units), of the tail on edited activations.
+
+        ``edit(rows, owners, units)`` returns ``rows`` (the activations of explained rows
+        ``owners``, one per evaluated row) with unit ``units[i]`` edited in row ``i``.
+        """
+        parts = problem.context["parts"]
+        activations = problem.context["activations"]
+        n = len(activations) * n_units
+        owners_all = np.arange(n) // n_units
+
+        def make_rows(start: int, stop: int) -> np.ndarray:
+            owners, units = np.divmod(np.arange(start, stop), n_units)
+            return edit(activations[owners], owners, units)
+
+        scores = problem.evaluate(
+            n, make_rows, owners_all, desc=f"{self.method} tail", model=parts.tail,
+            feeds=_tail_feeds(parts, problem.feeds, activations),
+        )
+        problem.extras["n_evals_tail"] += n
+        return scores.reshape(len(activations), n_units)
+
+
+def _tail_feeds(parts: LayerParts, feeds: Feeds, activations: np.ndarray) -> Feeds:
+    """Feeds of the tail: the activations, plus any model input the tail also reads."""
+    fixed = {}
+    for spec in parts.tail.inputs[1:]:
+        if spec.name == feeds.name:
+            fixed[spec.name] = feeds.rows
+        elif spec.name in feeds.fixed:
+            fixed[spec.name] = feeds.fixed[spec.name][0]
+    return Feeds.prepare(parts.tail, activations, input=parts.layer, fixed_inputs=fixed, check_finite=False)
+
+
+def _default_layer(source, feeds: Feeds, spatial: bool, method: str):
+    """The last 4-D activation with spatial extent where a cut separates the graph; unless
+    ``spatial``, the last activation of rank >= 2 when there is none."""
+    sample = feeds.rows[:1] if not feeds.fixed else None
+    found = tensors(source, sample)
+    graph = source.proto.graph
+    # Channels of the last convolutional activation first; any activation only when there are none.
+    for accept in (is_spatial,) if spatial else (is_spatial, lambda shape: len(shape) >= 2):
+        for node in reversed(graph.node):
+            for name in node.output:
+                info = found.get(name)
+                if info is None or info.kind != "intermediate" or info.shape is None or not accept(info.shape):
+                    continue
+                try:
+                    return name, cut(source, [name], parameter="layer")
+                except ParameterError:
+                    continue
+    wanted = "a 4-D (batch, channels, height, width) activation with spatial extent" if spatial else "an activation"
+    raise ParameterError(f"layer: {method} found no {wanted} where the graph can be cut; pass layer='tensor name'")
+
+
+def is_spatial(shape) -> bool:
+    """Whether a shape is (batch, channels, height, width) with height or width not 1."""
+    return len(shape) == 4 and not (shape[2] == 1 and shape[3] == 1)
+
+
+def require_spatial(activations: np.ndarray, layer: str, method: str) -> None:
+    if activations.ndim != 4 or activations.shape[2] * activations.shape[3] == 1:
+        raise InputShapeError(
+            f"layer: {method} needs a 4-D (batch, channels, height, width) activation with spatial "
+            f"extent; {layer!r} has shape {activations.shape}. Pick a convolutional layer, or None to "
+            "choose the last one automatically"
+        )
