@@ -10,6 +10,7 @@
 
 from . import errors
 from . import graph, masks
+from .activations import Activations, LayerActivations
 from .background import Background, summarize
 from .explainers import (
     AblationCam,
@@ -34,12 +35,14 @@ __version__ = "0.1.0"
 __all__ = sorted(
     [
         "AblationCam",
+        "Activations",
         "Background",
         "CallableModel",
         "Explainer",
         "Explanation",
         "FeatureAblation",
         "KernelShap",
+        "LayerActivations",
         "LimeImage",
         "LimeTabular",
         "LimeText",

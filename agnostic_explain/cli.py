@@ -20,6 +20,7 @@ from .errors import AgnosticExplainError, ParameterError
 
 PROG = "agnostic-explain"
 _MAX_PANELS = 16  # heatmap.png shows at most this many rows
+_METHODS = {"occlusion": "Occlusion", "ablation-cam": "AblationCam", "score-cam": "ScoreCam"}
 
 
 def main(argv=None) -> int:
@@ -53,13 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", parents=[common], help="explain an input file (.npy, .npz, image)")
     explain.add_argument("model", metavar="MODEL", help="an .onnx file")
     explain.add_argument("input_file", metavar="INPUT", help=".npy, .npz, or an image (png, jpg, ...)")
-    explain.add_argument("--method", choices=["occlusion"], default="occlusion", help="attribution method")
+    explain.add_argument("--method", choices=list(_METHODS), default="occlusion", help="attribution method")
     explain.add_argument("--out", required=True, help="output folder (created)")
     add = explain.add_argument
     add("--target", default="predicted", help="class index, one per row (3,5), or 'predicted' (default)")
     add("--window", help="occlusion window per row axis, e.g. 1,2,2 (default: about 1/8 of each side)")
     add("--stride", help="step per axis (default: the window)")
     add("--baseline", default="0", help="0, mean, blur or any number (default 0)")
+    add("--layer", help="CAM methods: the layer's tensor name (default: the last convolutional activation)")
     add("--input", dest="input_name", metavar="NAME", help="the explained input of a multi-input model")
     add("--output", metavar="NAME_OR_INDEX", help="the explained output (default: first floating one)")
     add("--output-transform", choices=["softmax", "sigmoid"], help="explain probabilities, not raw outputs")
@@ -72,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     add("--layout", choices=["nchw", "nhwc"], help="image layout the model wants (default: from its shape)")
     _runtime_flags(explain)
     explain.set_defaults(run=_explain)
+
+    from .cli_graph import register
+
+    register(commands, common)
 
     demo = commands.add_parser("demo", parents=[common], help="explain samples with the embedded digits CNN")
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
@@ -156,7 +162,6 @@ def _spec_lines(label: str, specs) -> list[tuple[str, str]]:
 
 # -- explain ----------------------------------------------------------------------------
 def _explain(args) -> int:
-    from .explainers import Occlusion
     from .io import infer_layout, read_array, read_input
 
     model = _load(args)
@@ -186,11 +191,7 @@ def _explain(args) -> int:
         if not separator or not name or not file:
             raise ParameterError(f"--fixed: expected NAME=FILE.npy, got {item!r}")
         fixed[name] = read_array(file, prefer=name)
-    row_shape = tuple(int(size) for size in np.delete(np.shape(x), spec.batch_axis or 0))
-    window = _numbers(args.window, "--window", int) if args.window else default_window(row_shape, layout)
-    stride = _numbers(args.stride, "--stride", int) if args.stride else None
-    print(f"window {window}, stride {stride or window}{'' if args.window else ' (default)'}")
-    explainer = Occlusion(model, window=window, stride=stride, baseline=_baseline(args.baseline))
+    explainer = _explainer(args, model, np.delete(np.shape(x), spec.batch_axis or 0), layout)
     explanation = explainer.explain(
         x,
         target=_target(args.target),
@@ -199,6 +200,9 @@ def _explain(args) -> int:
         fixed_inputs=fixed or None,
         output_transform=args.output_transform,
     )
+    if "layer" in explanation.params:
+        how = " (chosen automatically)" if explanation.params.get("layer_chosen_automatically") else ""
+        print(f"layer {explanation.params['layer']}{how}")
     display = {"layout": layout, **{name: settings[name] or defaults.get(name) for name in ("mean", "std")}}
     explanation = replace(explanation, preprocessing={**defaults, **display})
     written = _write(explanation, Path(args.out))
@@ -213,6 +217,25 @@ def _explain(args) -> int:
         f"{explanation.n_evals} evaluations in {explanation.seconds:.2f} s on {', '.join(explanation.providers)}"
     )
     return 0
+
+
+def _explainer(args, model, row_shape, layout):
+    """The explainer ``--method`` names, with its flags; flags of other methods are refused."""
+    from . import explainers
+
+    cls = getattr(explainers, _METHODS[args.method])
+    if args.method != "occlusion":
+        for flag in ("window", "stride"):
+            if getattr(args, flag):
+                raise ParameterError(f"--{flag}: only occlusion takes it, not {args.method}")
+        return cls(model, layer=args.layer)
+    if args.layer:
+        raise ParameterError("--layer: only the CAM methods (ablation-cam, score-cam) take it")
+    row_shape = tuple(int(size) for size in row_shape)
+    window = _numbers(args.window, "--window", int) if args.window else default_window(row_shape, layout)
+    stride = _numbers(args.stride, "--stride", int) if args.stride else None
+    print(f"window {window}, stride {stride or window}{'' if args.window else ' (default)'}")
+    return cls(model, window=window, stride=stride, baseline=_baseline(args.baseline))
 
 
 def default_window(row_shape: tuple, layout: str | None) -> tuple[int, ...]:

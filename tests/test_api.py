@@ -21,6 +21,7 @@ DOCTESTED = [
     "agnostic_explain.graph.randomize",
     "agnostic_explain.explainers.cam",
     "agnostic_explain.explainers.unit_ablation",
+    "agnostic_explain.activations",
     "agnostic_explain.data",
 ]
 

@@ -145,7 +145,7 @@ def _default_layer(source, feeds: Feeds, spatial: bool, method: str):
                     return name, cut(source, [name], parameter="layer")
                 except ParameterError:
                     continue
-    wanted = "a 4-D (batch, channels, height, width) activation with spatial extent" if spatial else "an activation"
+    wanted = "4-D (batch, channels, height, width) activation with spatial extent" if spatial else "activation"
     raise ParameterError(f"layer: {method} found no {wanted} where the graph can be cut; pass layer='tensor name'")
 
 
