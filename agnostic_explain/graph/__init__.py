@@ -9,8 +9,9 @@ from .inspect import Layer, LayerTable, TensorInfo, layers, tensors
 from .randomize import randomize, weight_layers
 from .source import ModelSource, open_model
 from .split import split
+from .weights import WeightTable, weights
 
 __all__ = sorted([
     "Layer", "LayerTable", "ModelSource", "TensorInfo", "expose", "layers", "make_batch_dynamic",
-    "open_model", "randomize", "split", "static_batch_size", "tensors", "weight_layers",
+    "open_model", "randomize", "split", "static_batch_size", "tensors", "WeightTable", "weight_layers", "weights",
 ])

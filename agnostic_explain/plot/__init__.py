@@ -8,5 +8,10 @@ canvas), and never call ``plt.show()`` or change the global backend: save with
 
 from .activations import activation_maps, embedding_plot, trajectory
 from .image import image_grid, image_overlay
+from .topology import topology
+from .weights import filter_grid, weight_heatmap, weight_histograms
 
-__all__ = ["activation_maps", "embedding_plot", "image_grid", "image_overlay", "trajectory"]
+__all__ = [
+    "activation_maps", "embedding_plot", "filter_grid", "image_grid", "image_overlay", "topology", "trajectory",
+    "weight_heatmap", "weight_histograms",
+]
