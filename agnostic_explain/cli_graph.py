@@ -1,4 +1,5 @@
-"""The graph commands of ``agnostic-explain``: ``layers`` (a Netron-like table) and ``split``."""
+"""The graph commands of ``agnostic-explain``: ``layers`` (a Netron-like table), ``weights``,
+``topology`` (a drawing) and ``split``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ def register(commands, common) -> None:
     layers.add_argument("model", metavar="MODEL", help="an .onnx file")
     layers.add_argument("--json", action="store_true", help="print JSON instead of a table")
     layers.set_defaults(run=_layers)
+
+    weights = commands.add_parser("weights", parents=[common], help="list a model's weights with statistics")
+    weights.add_argument("model", metavar="MODEL", help="an .onnx file")
+    weights.set_defaults(run=_weights)
+
+    drawing = commands.add_parser("topology", parents=[common], help="draw the graph to an image file")
+    drawing.add_argument("model", metavar="MODEL", help="an .onnx file")
+    drawing.add_argument("--out", required=True, help="image file to write (.png, .svg, .pdf)")
+    drawing.add_argument("--highlight", help="node or tensor name(s) to colour, comma-separated")
+    drawing.set_defaults(run=_topology)
 
     split = commands.add_parser("split", parents=[common], help="cut a model in two at tensors: head.onnx, tail.onnx")
     split.add_argument("model", metavar="MODEL", help="an .onnx file")
@@ -40,6 +51,29 @@ def _layers(args) -> int:
         for layer in table
     ]
     print(json.dumps({"layers": rows, "n_params": table.n_params}, indent=2))
+    return 0
+
+
+def _weights(args) -> int:
+    from .graph import weights
+
+    print(weights(args.model))
+    return 0
+
+
+def _topology(args) -> int:
+    from matplotlib.figure import Figure
+
+    from .plot import topology
+
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = Path(args.out).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ParameterError(f"--out: {args.out!r} needs an image suffix such as .png, .svg or .pdf; got {suffix!r}")
+    highlight = [name.strip() for name in args.highlight.split(",")] if args.highlight else None
+    axes = topology(args.model, highlight=highlight)
+    axes.figure.savefig(args.out, dpi=110, bbox_inches="tight")
+    print(f"wrote {args.out}")
     return 0
 
 

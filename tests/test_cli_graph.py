@@ -55,6 +55,13 @@ def test_split_of_an_external_data_model_writes_its_own_weights(capsys, tmp_path
     np.testing.assert_allclose(tail.predict(head.predict(images)), ae.load(MODEL).predict(images), rtol=1e-5, atol=1e-5)
 
 
+def test_weights_and_topology_commands(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "weights", MODEL)
+    assert code == 0 and "classifier.weight" in out and "(10,512)" in out and "8 initializers" in out
+    code, out, _ = run_cli(capsys, "topology", MODEL, "--out", tmp_path / "graph.png", "--highlight", "/relu3/Relu_output_0")
+    assert code == 0 and (tmp_path / "graph.png").stat().st_size > 1000
+
+
 @pytest.mark.parametrize("method, cls", [("ablation-cam", ae.AblationCam), ("score-cam", ae.ScoreCam)])
 def test_explain_with_a_cam_matches_the_python_api(capsys, tmp_path, method, cls):
     code, out, _ = run_cli(capsys, "explain", MODEL, DEFAULT_SAMPLES_PATH, "--method", method, "--out", tmp_path)
@@ -79,6 +86,8 @@ def test_explain_with_a_cam_matches_the_python_api(capsys, tmp_path, method, cls
         (["explain", MODEL, str(DEFAULT_SAMPLES_PATH), "--method", "ablation-cam", "--layer", "logits", "--out", "{tmp}"],
          "layer"),
         (["layers", "nowhere.onnx"], "no such file"),
+        (["topology", MODEL, "--out", "{tmp}/graph.xyz"], "--out"),
+        (["topology", MODEL, "--out", "{tmp}/graph.png", "--highlight", "/relu3/Relu_outpt_0"], "did you mean"),
     ],
 )
 def test_graph_command_errors_print_one_line(capsys, tmp_path, argv, expected):
