@@ -8,10 +8,10 @@ from ..errors import ParameterError
 from .inspect import TensorInfo, resolve_tensors, tensors
 from .source import open_model
 
-__all__ = ["expose", "value_info"]
+__all__ = ["expose", "value_info", "with_outputs"]
 
 
-def expose(model, names) -> onnx.ModelProto:
+def expose(model, names, *, sample=None) -> onnx.ModelProto:
     """Return a copy of ``model`` whose outputs also include tensors ``names``.
 
     The original outputs come first, unchanged; the exposed tensors follow in the order asked.
@@ -26,6 +26,8 @@ def expose(model, names) -> onnx.ModelProto:
     names : str, list of str, "all" or callable
         Tensor names; ``"all"`` for every node output of the main graph; or a predicate
         ``f(TensorInfo) -> bool`` over the node outputs (see :func:`tensors`).
+    sample : ndarray or dict, optional
+        Inputs for one run, used only when shape inference misses an exposed tensor's type.
 
     Returns
     -------
@@ -40,10 +42,12 @@ def expose(model, names) -> onnx.ModelProto:
     """
     source = open_model(model)
     graph = source.proto.graph
+    infos = None
     if isinstance(names, str) and names == "all":
         listed = [name for node in graph.node for name in node.output if name]
     elif callable(names) and not isinstance(names, str):
-        listed = [info.name for info in tensors(source).values()
+        infos = tensors(source, sample)
+        listed = [info.name for info in infos.values()
                   if info.kind in ("intermediate", "output") and names(info)]
         if not listed:
             raise ParameterError("names: the predicate selected no tensor")
@@ -52,10 +56,18 @@ def expose(model, names) -> onnx.ModelProto:
     present = {output.name for output in graph.output}
     wanted = [name for name in dict.fromkeys(listed) if name not in present]
     known = _declared_types(source.proto)
+    if any(name not in known for name in wanted):
+        # The ONNX checker refuses a graph output without dtype and rank: one run fills them in.
+        infos = infos or tensors(source, sample)
+        known.update({name: value_info(infos[name]) for name in wanted if name not in known})
+    return with_outputs(source.proto, [known[name] for name in wanted])
+
+
+def with_outputs(proto: onnx.ModelProto, outputs) -> onnx.ModelProto:
+    """A copy of ``proto`` with the ValueInfos ``outputs`` appended to its graph outputs."""
     edited = onnx.ModelProto()
-    edited.CopyFrom(source.proto)
-    for name in wanted:
-        edited.graph.output.append(known.get(name) or onnx.helper.make_empty_tensor_value_info(name))
+    edited.CopyFrom(proto)
+    edited.graph.output.extend(outputs)
     return edited
 
 
@@ -64,13 +76,19 @@ def value_info(info: TensorInfo) -> onnx.ValueInfoProto:
     if info.dtype is None:
         return onnx.helper.make_empty_tensor_value_info(info.name)
     elem_type = onnx.helper.np_dtype_to_tensor_dtype(info.dtype)
-    return onnx.helper.make_tensor_value_info(info.name, elem_type, list(info.shape) if info.shape is not None else None)
+    shape = info.shape
+    if shape is not None and info.source == "run":
+        # A run's sizes may belong to its sample (a Reshape to an input's values): declare the rank only.
+        shape = tuple(dim if isinstance(dim, str) else None for dim in shape)
+    return onnx.helper.make_tensor_value_info(info.name, elem_type, list(shape) if shape is not None else None)
 
 
 def _declared_types(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    """ValueInfos from shape inference, falling back to none (ONNX Runtime infers the rest)."""
+    """ValueInfos from shape inference with a dtype and a rank, which the ONNX checker requires
+    of a graph input or output; the others are left out."""
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
     except Exception:
         inferred = proto
-    return {value.name: value for value in inferred.graph.value_info if value.type.tensor_type.elem_type}
+    return {value.name: value for value in inferred.graph.value_info
+            if value.type.tensor_type.elem_type and value.type.tensor_type.HasField("shape")}

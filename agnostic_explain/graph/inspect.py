@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from ..errors import ParameterError
+from ..errors import ModelExecutionError, ParameterError
 from .source import ModelSource, open_model
 from .topology import consumers, inner_tensors, node_names, producers
 
@@ -264,13 +264,27 @@ def _inferred_types(proto: onnx.ModelProto) -> dict[str, tuple]:
 def _run_for_types(source: ModelSource, names: list[str], sample) -> dict[str, tuple]:
     """Dtype and shape of ``names`` from one run of the model with them exposed."""
     from ..runtime.session import load
-    from .expose import expose
+    from .batch import make_batch_dynamic, static_batch_size
+    from .expose import with_outputs
 
-    model = load(expose(source, names), providers="cpu", external_data_dir=source.base_dir)
+    # A file loads by its path, so the checker finds its external data in place.
+    model = load(source.path if source.path is not None else source.proto, providers="cpu",
+                 external_data_dir=source.base_dir)
     feeds = _sample_feeds(model, sample)
     batch = len(next(iter(feeds.values())))
     symbol = next((spec.shape[spec.batch_axis] for spec in model.inputs if spec.batch_axis is not None), None)
-    values = model.run(feeds, names)
+    # Outputs without dtype and rank fail the ONNX checker, which load() runs; ONNX Runtime
+    # infers them, so the exposed copy runs on a bare session with the loaded model's settings.
+    exposed = with_outputs(source.proto, [onnx.helper.make_empty_tensor_value_info(name) for name in names])
+    if model.static_batch is None and static_batch_size(exposed) is not None:
+        exposed = make_batch_dynamic(exposed)  # as load() made the model's batch dynamic
+    try:
+        values = model._session_for(exposed, None).run(names, feeds)
+    except Exception as error:
+        raise ModelExecutionError(
+            f"sample: the run that finds the shapes of {names} (which shape inference misses) failed; "
+            f"pass sample= inputs the model accepts ({error})"
+        ) from error
     result = {}
     for name, value in zip(names, values):
         shape = tuple(value.shape)

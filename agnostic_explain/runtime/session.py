@@ -101,11 +101,28 @@ def read_model(model, external_data_dir=None) -> tuple[onnx.ModelProto, Path | N
     check_external_locations(ModelSource(proto, Path(folder) if folder is not None else None, path))
     try:
         # The path form checks external data in place and works past protobuf's 2 GB limit.
-        onnx.checker.check_model(str(path) if path is not None else proto)
+        onnx.checker.check_model(str(path) if path is not None else _without_external_data(proto))
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"model fails the ONNX checker: {first}") from error
     return proto, path
+
+
+def _without_external_data(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy for the checker whose external weights are empty tensors.
+
+    The checker resolves external files from the working directory when it has no path; the
+    references were already checked to stay inside the model's folder, and ONNX Runtime
+    reads them from there.
+    """
+    if not _uses_external_data(proto):
+        return proto
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for tensor in copy.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            tensor.CopyFrom(onnx.helper.make_tensor(tensor.name, tensor.data_type, [0], []))
+    return copy
 
 
 def _uses_external_data(proto: onnx.ModelProto) -> bool:
@@ -269,7 +286,7 @@ def _rows_independent(session: ort.InferenceSession, size: int) -> bool:
 def _batch_symbol(args) -> str | None:
     """The symbolic dimension most inputs lead with: the batch, wherever else it sits."""
     firsts = [arg.shape[0] for arg in args if arg.shape and isinstance(arg.shape[0], str)]
-    return max(set(firsts), key=firsts.count) if firsts else None
+    return max(dict.fromkeys(firsts), key=firsts.count) if firsts else None  # ties: the first input's
 
 
 def _specs(args, symbol: str | None) -> list[TensorSpec]:
