@@ -14,11 +14,11 @@ import numpy as np
 
 from .activation_stats import ActivationStatistics, Embedding, layer_statistics, pca_embedding
 from .errors import ParameterError
-from .graph.expose import expose
-from .graph.inspect import resolve_tensors, tensors
+from .graph.expose import expose, select_tensors
+from .graph.inspect import resolve_tensors
 from .graph.source import open_model
 from .runtime.batching import Feeds, evaluate
-from .runtime.session import load
+from .runtime.session import OnnxModel, load
 from .runtime.targets import resolve
 
 __all__ = ["Activations", "LayerActivations"]
@@ -271,12 +271,12 @@ class LayerActivations:
         if cached is not None and cached.key == key:
             return cached
         source = open_model(self.model)
-        listed = _select(source, layers)
-        loaded = self.model if hasattr(self.model, "providers") else None
-        options = {} if loaded is None else {
-            "providers": list(loaded.providers), "device_id": loaded.device_id, "batch_size": loaded.batch_size,
-        }
-        model = load(expose(source, listed), external_data_dir=source.base_dir, **options)
+        listed = select_tensors(source, layers, parameter="layers", kinds={"node output"})
+        exposed = expose(source, listed)
+        if isinstance(self.model, OnnxModel):  # same providers, device and batch size
+            model = self.model.derive(exposed)
+        else:
+            model = load(exposed, external_data_dir=source.base_dir)
         batched = [name for name in listed if _has_batch_axis(model.output_spec(name))]
         if len(batched) < len(listed) and not (callable(layers) or layers == "all"):
             name = next(name for name in listed if name not in batched)
@@ -297,23 +297,6 @@ class LayerActivations:
         source = open_model(self._exposed().model)
         resolve_tensors(source, [name], parameter="layer")
         raise ParameterError(_unknown_layer(name, recorded))
-
-
-def _select(source, layers) -> list[str]:
-    """Tensor names for ``layers``, with :func:`agnostic_explain.graph.expose`'s semantics."""
-    graph = source.proto.graph
-    if isinstance(layers, str) and layers == "all":
-        return [name for node in graph.node for name in node.output if name]
-    if callable(layers) and not isinstance(layers, str):
-        listed = [info.name for info in tensors(source).values()
-                  if info.kind in ("intermediate", "output") and layers(info)]
-        if not listed:
-            raise ParameterError("layers: the predicate selected no tensor")
-        return listed
-    if not isinstance(layers, (str, list, tuple)):
-        raise ParameterError(f"layers must be a tensor name, a list of them, 'all' or a predicate, got {layers!r}")
-    names = resolve_tensors(source, layers, parameter="layers", kinds={"node output"})
-    return list(dict.fromkeys(names))
 
 
 def _has_batch_axis(spec) -> bool:

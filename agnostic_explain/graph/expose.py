@@ -8,7 +8,7 @@ from ..errors import ParameterError
 from .inspect import TensorInfo, resolve_tensors, tensors
 from .source import open_model
 
-__all__ = ["expose", "value_info", "with_outputs"]
+__all__ = ["expose", "select_tensors", "value_info", "with_outputs"]
 
 
 def expose(model, names, *, sample=None) -> onnx.ModelProto:
@@ -41,26 +41,35 @@ def expose(model, names, *, sample=None) -> onnx.ModelProto:
     ['logits', '/relu1/Relu_output_0', '/relu2/Relu_output_0', '/relu3/Relu_output_0']
     """
     source = open_model(model)
-    graph = source.proto.graph
-    infos = None
-    if isinstance(names, str) and names == "all":
-        listed = [name for node in graph.node for name in node.output if name]
-    elif callable(names) and not isinstance(names, str):
-        infos = tensors(source, sample)
-        listed = [info.name for info in infos.values()
-                  if info.kind in ("intermediate", "output") and names(info)]
-        if not listed:
-            raise ParameterError("names: the predicate selected no tensor")
-    else:
-        listed = resolve_tensors(source, names, parameter="names")
-    present = {output.name for output in graph.output}
-    wanted = [name for name in dict.fromkeys(listed) if name not in present]
+    present = {output.name for output in source.proto.graph.output}
+    wanted = [name for name in select_tensors(source, names, sample=sample) if name not in present]
     known = _declared_types(source.proto)
     if any(name not in known for name in wanted):
         # The ONNX checker refuses a graph output without dtype and rank: one run fills them in.
-        infos = infos or tensors(source, sample)
+        infos = tensors(source, sample)
         known.update({name: value_info(infos[name]) for name in wanted if name not in known})
     return with_outputs(source.proto, [known[name] for name in wanted])
+
+
+def select_tensors(source, names, *, parameter: str = "names", kinds=None, sample=None) -> list[str]:
+    """The tensor names ``names`` selects ("all", a predicate or names), checked, in order, once each.
+
+    ``kinds`` restricts given names to these :func:`resolve_tensors` kinds; errors name ``parameter``.
+    """
+    if isinstance(names, str) and names == "all":
+        listed = [name for node in source.proto.graph.node for name in node.output if name]
+    elif callable(names) and not isinstance(names, str):
+        listed = [info.name for info in tensors(source, sample).values()
+                  if info.kind in ("intermediate", "output") and names(info)]
+        if not listed:
+            raise ParameterError(f"{parameter}: the predicate selected no tensor")
+    elif isinstance(names, (str, list, tuple)):
+        listed = resolve_tensors(source, names, parameter=parameter, kinds=kinds)
+    else:
+        raise ParameterError(
+            f"{parameter} must be a tensor name, a list of them, 'all' or a predicate, got {names!r}"
+        )
+    return list(dict.fromkeys(listed))
 
 
 def with_outputs(proto: onnx.ModelProto, outputs) -> onnx.ModelProto:
