@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputShapeError, ParameterError
+from .tables import NamedRows, format_shape, text_table
 
 __all__ = ["ActivationStatistics", "Embedding", "LayerStatistics", "channel_means", "layer_statistics", "pca_embedding"]
 
@@ -43,7 +44,7 @@ class LayerStatistics:
 
 
 @dataclass(frozen=True)
-class ActivationStatistics:
+class ActivationStatistics(NamedRows):
     """The result of :meth:`LayerActivations.statistics`: one :class:`LayerStatistics` per layer.
 
     ``str()`` is a text table; iterate it, or index it by layer name or position.
@@ -61,20 +62,7 @@ class ActivationStatistics:
     classes: tuple
     label_names: tuple | None
     n_rows: int
-
-    def __iter__(self):
-        return iter(self.layers)
-
-    def __len__(self) -> int:
-        return len(self.layers)
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            for layer in self.layers:
-                if layer.name == key:
-                    return layer
-            raise KeyError(key)
-        return self.layers[key]
+    _rows = "layers"
 
     def class_name(self, key) -> str:
         """How class ``key`` is printed: its label name where the model has them."""
@@ -92,12 +80,12 @@ class ActivationStatistics:
             header.append(f"top channels ({self.class_name(self.classes[0])})")
         rows = [tuple(header)]
         for layer in self.layers:
-            row = [layer.name, layer.op_type, _shape(layer.shape), f"{layer.mean:.4g}", f"{layer.std:.4g}",
+            row = [layer.name, layer.op_type, format_shape(layer.shape), f"{layer.mean:.4g}", f"{layer.std:.4g}",
                    f"{100 * layer.fraction_zero:.1f}%"]
             if single:
                 row.append(_channels(layer, self.classes[0]))
             rows.append(tuple(row))
-        lines = _table(rows)
+        lines = text_table(rows)
         if not single:
             lines.append("")
             lines.append("top channels per class (mean activation over the class's rows):")
@@ -105,7 +93,7 @@ class ActivationStatistics:
             for layer in self.layers:
                 for index, key in enumerate(self.classes):
                     per_class.append((layer.name if index == 0 else "", self.class_name(key), _channels(layer, key)))
-            lines.extend(_table(per_class))
+            lines.extend(text_table(per_class))
         lines.append(f"{len(self.layers)} layers, {self.n_rows} rows")
         return "\n".join(lines)
 
@@ -218,10 +206,6 @@ def pca_embedding(recorded, layer: str, *, labels, n_components, pool, random_st
     )
 
 
-def _shape(shape: tuple) -> str:
-    return "(" + ",".join(str(size) for size in shape) + ")"
-
-
 def _channels(layer: LayerStatistics, key) -> str:
     channels = layer.top_channels.get(key)
     if channels is None or not len(channels):
@@ -229,8 +213,3 @@ def _channels(layer: LayerStatistics, key) -> str:
     return " ".join(str(int(channel)) for channel in channels)
 
 
-def _table(rows: list) -> list[str]:
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return lines

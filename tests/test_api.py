@@ -22,6 +22,7 @@ DOCTESTED = [
     "agnostic_explain.explainers.cam",
     "agnostic_explain.explainers.unit_ablation",
     "agnostic_explain.activations",
+    "agnostic_explain.tables",
     "agnostic_explain.graph.weights",
     "agnostic_explain.plot.weights",
     "agnostic_explain.plot.topology",

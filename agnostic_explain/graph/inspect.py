@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 
 from ..errors import ModelExecutionError, ParameterError
+from ..tables import NamedRows, format_shape, text_table
 from .source import ModelSource, open_model
 from .topology import consumers, inner_tensors, node_names, producers
 
@@ -58,7 +59,7 @@ class Layer:
 
 
 @dataclass(frozen=True)
-class LayerTable:
+class LayerTable(NamedRows):
     """The result of :func:`layers`: ``layers`` in graph order and ``tensors`` by name.
 
     ``str(table)`` is a text table; iterating yields the layers.
@@ -66,20 +67,7 @@ class LayerTable:
 
     layers: tuple[Layer, ...]
     tensors: dict
-
-    def __iter__(self):
-        return iter(self.layers)
-
-    def __len__(self) -> int:
-        return len(self.layers)
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            for layer in self.layers:
-                if layer.name == key:
-                    return layer
-            raise KeyError(key)
-        return self.layers[key]
+    _rows = "layers"
 
     @property
     def n_params(self) -> int:
@@ -97,17 +85,9 @@ class LayerTable:
                 " ".join(format_shape(shape) for shape in layer.output_shapes),
                 f"{layer.n_params:,}" if layer.n_params else "",
             ))
-        widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-        lines.insert(1, "  ".join("-" * width for width in widths))
+        lines = text_table(rows)
         lines.append(f"{len(self.layers)} nodes, {self.n_params:,} parameters")
         return "\n".join(lines)
-
-
-def format_shape(shape) -> str:
-    if shape is None:
-        return "?"
-    return "(" + ",".join("?" if dim is None else str(dim) for dim in shape) + ")"
 
 
 def tensors(model, sample=None) -> dict[str, TensorInfo]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..tables import NamedRows, format_shape, text_table
 from .source import open_model
 from .topology import consumers, node_names
 
@@ -54,7 +55,7 @@ class WeightStats:
 
 
 @dataclass(frozen=True)
-class WeightTable:
+class WeightTable(NamedRows):
     """The result of :func:`weights`: one :class:`WeightStats` per numeric initializer.
 
     Iterating yields the rows in initializer order; ``table["conv1.weight"]`` or ``table[0]``
@@ -69,23 +70,7 @@ class WeightTable:
 
     weights: tuple[WeightStats, ...]
     skipped: tuple[str, ...] = ()
-
-    def __iter__(self):
-        return iter(self.weights)
-
-    def __len__(self) -> int:
-        return len(self.weights)
-
-    def __contains__(self, name) -> bool:
-        return any(row.name == name for row in self.weights)
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            for row in self.weights:
-                if row.name == key:
-                    return row
-            raise KeyError(key)
-        return self.weights[key]
+    _rows = "weights"
 
     @property
     def n_params(self) -> int:
@@ -103,21 +88,13 @@ class WeightTable:
             used = ", ".join(f"{layer} ({op})" for layer, op in zip(row.layers, row.op_types))
             rows.append((
                 row.name,
-                "(" + ",".join(str(dim) for dim in row.shape) + ")",
+                format_shape(row.shape),
                 str(row.dtype),
                 *(f"{value:.4g}" for value in (row.mean, row.std, row.min, row.max, row.mean_abs)),
                 f"{row.zero_fraction:.1%}",
                 used or "-",
             ))
-        widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
-        numeric = range(3, 9)  # right-aligned, so digits line up
-
-        def line(cells):
-            return "  ".join(cell.rjust(width) if column in numeric else cell.ljust(width)
-                             for column, (cell, width) in enumerate(zip(cells, widths))).rstrip()
-
-        lines = [line(row) for row in rows]
-        lines.insert(1, "  ".join("-" * width for width in widths))
+        lines = text_table(rows, right=range(3, 9))  # numbers right-aligned, so digits line up
         total = f"{len(self.weights)} initializers, {self.n_params:,} values, {_format_bytes(self.nbytes)}"
         if self.skipped:
             total += f"; {len(self.skipped)} non-numeric skipped ({', '.join(self.skipped)})"

@@ -14,7 +14,8 @@ import shutil
 import numpy as np
 
 from ..errors import MissingDependencyError, ParameterError, require
-from ..graph.inspect import format_shape, layers
+from ..graph.inspect import layers
+from ..tables import format_shape
 from ..graph.source import open_model
 from ..graph.topology import consumers, node_inputs, node_names, producers
 from .image import new_figure
