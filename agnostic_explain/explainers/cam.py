@@ -104,7 +104,7 @@ class ScoreCam(LayerExplainer):
         masks = np.where(span > 0, (activations - low) / np.where(span > 0, span, 1), 0).astype(activations.dtype)
 
         n_channels = activations.shape[1]
-        scores = self._unit_scores(problem, n_channels, lambda rows, owners, units: rows * masks[owners, units][:, None])
+        scores = self._unit_scores(problem, n_channels, lambda rows, owners, units: np.multiply(rows, masks[owners, units][:, None], out=rows))
         scores = scores.astype(np.float64)
         weights = np.exp(scores - scores.max(axis=1, keepdims=True))
         weights /= weights.sum(axis=1, keepdims=True)

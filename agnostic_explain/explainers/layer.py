@@ -61,8 +61,9 @@ class LayerExplainer(Explainer):
 
     def _parts(self, model: OnnxModel, feeds: Feeds) -> LayerParts:
         """Split the model at the layer (chosen automatically when None), once per model and layer."""
-        cache = self.__dict__.setdefault("_parts_cache", {})
-        key = (id(model), self.layer)
+        # Kept on the model, so that every explainer of the same model and layer reuses them.
+        cache = model.__dict__.setdefault("_layer_parts", {})
+        key = (self.layer, self.needs_spatial)
         if key not in cache:
             source = open_model(model)
             if self.layer is None:
@@ -72,7 +73,9 @@ class LayerExplainer(Explainer):
                     raise ParameterError(f"layer must be a tensor name (str) or None, got {self.layer!r}")
                 layer = resolve_tensors(source, self.layer, parameter="layer", kinds={"node output"})[0]
                 _, tail = cut(source, [layer], parameter="layer")
-            cache[key] = LayerParts(layer, self.layer is None, model.derive(expose(source, [layer])), model.derive(tail))
+            # The head runs once per call: its idle threads must not spin while the tail runs.
+            exposed = model.derive(expose(source, [layer]), session_config={"session.intra_op.allow_spinning": "0"})
+            cache[key] = LayerParts(layer, self.layer is None, exposed, model.derive(tail))
         return cache[key]
 
     def _unperturbed(self, model, feeds, output, output_transform, context) -> np.ndarray:
@@ -98,7 +101,8 @@ class LayerExplainer(Explainer):
         """Target scalars, shape (n_rows, n_units), of the tail on edited activations.
 
         ``edit(rows, owners, units)`` returns ``rows`` (the activations of explained rows
-        ``owners``, one per evaluated row) with unit ``units[i]`` edited in row ``i``.
+        ``owners``, one per evaluated row: a fresh copy it may edit in place) with unit
+        ``units[i]`` edited in row ``i``.
         """
         parts = problem.context["parts"]
         activations = problem.context["activations"]

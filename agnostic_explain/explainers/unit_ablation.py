@@ -97,10 +97,15 @@ class UnitAblation(LayerExplainer):
 
 
 def ablate(rows: np.ndarray, units: np.ndarray, axis: int, replacement: np.ndarray) -> np.ndarray:
-    """``rows`` with unit ``units[i]`` (along ``axis``) of row ``i`` set to ``replacement``."""
-    shape = [len(rows)] + [rows.shape[axis] if dim == axis else 1 for dim in range(1, rows.ndim)]
-    picked = (np.arange(rows.shape[axis])[None, :] == units[:, None]).reshape(shape)
-    return np.where(picked, replacement, rows)
+    """``rows`` with unit ``units[i]`` (along ``axis``) of row ``i`` set to ``replacement``.
+
+    Edits ``rows`` in place and returns it: the rows are a fresh gather of activations, and a
+    second activation-sized array per batch would cost more than the tail (page faults).
+    ``replacement`` is a scalar or one activation row with its batch axis (a mean).
+    """
+    picked = (np.arange(len(rows)),) + (slice(None),) * (axis - 1) + (units,)
+    rows[picked] = replacement if replacement.ndim == 0 else replacement[(0,) + picked[1:]]
+    return rows
 
 
 def _unit_axis(axis: int, ndim: int) -> int:

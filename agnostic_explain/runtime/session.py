@@ -134,7 +134,8 @@ def _uses_external_data(proto: onnx.ModelProto) -> bool:
 class OnnxModel(Model):
     """An ONNX model on one ONNX Runtime session.
 
-    Use :func:`agnostic_explain.load` rather than this constructor. See there for parameters.
+    Use :func:`agnostic_explain.load` rather than this constructor. See there for parameters;
+    ``session_config`` (a dict) adds ONNX Runtime session config entries.
 
     Attributes
     ----------
@@ -150,7 +151,7 @@ class OnnxModel(Model):
     """
 
     def __init__(self, model, *, providers="auto", device_id=0, batch_size="auto", threads=None,
-                 external_data_dir=None):
+                 external_data_dir=None, session_config=None):
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ParameterError(f"threads must be a positive int or None, got {threads!r}")
         if batch_size != "auto" and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
@@ -165,6 +166,7 @@ class OnnxModel(Model):
         self.device_id = device_id
         self._provider_entries = resolve_providers(providers, device_id)
         self._threads = threads
+        self._session_config = dict(session_config or {})
         self.metadata = {prop.key: prop.value for prop in proto.metadata_props}
         self.label_names = _json_names(self.metadata.get("class_names"))
         self.feature_names = _json_names(self.metadata.get("feature_names"))
@@ -187,11 +189,15 @@ class OnnxModel(Model):
         outs = ", ".join(f"{spec.name}{spec.describe()}" for spec in self.outputs)
         return f"OnnxModel(inputs=[{ins}], outputs=[{outs}], providers={self.providers})"
 
-    def derive(self, proto: onnx.ModelProto) -> "OnnxModel":
-        """A model of ``proto`` (an edit of this one) on the same providers, device and settings."""
+    def derive(self, proto: onnx.ModelProto, *, session_config=None) -> "OnnxModel":
+        """A model of ``proto`` (an edit of this one) on the same providers, device and settings.
+
+        ``session_config`` adds ONNX Runtime session config entries (``{"key": "value"}``).
+        """
         return OnnxModel(
             proto, providers=self._provider_entries, device_id=self.device_id, batch_size=self.batch_size,
             threads=self._threads, external_data_dir=self.external_data_dir,
+            session_config={**self._session_config, **(session_config or {})},
         )
 
     @property
@@ -208,6 +214,8 @@ class OnnxModel(Model):
         options.use_deterministic_compute = True  # random_state must give identical results, on CUDA too
         if self._threads:
             options.intra_op_num_threads = self._threads
+        for key, value in self._session_config.items():
+            options.add_session_config_entry(key, value)
         if path is None and self.external_data_dir is not None and _uses_external_data(proto):
             options.add_session_config_entry(
                 "session.model_external_initializers_file_folder_path", str(self.external_data_dir)
