@@ -59,7 +59,9 @@ class AblationCam(UnitAblation):
         activations = self._layer_rows(problem)
         require_spatial(activations, problem.params["layer"], type(self).__name__)
         zero = np.zeros((), activations.dtype)
-        scores = self._unit_scores(problem, activations.shape[1], lambda rows, owners, units: ablate(rows, units, 1, zero))
+        scores = self._unit_scores(
+            problem, activations.shape[1], lambda rows, owners, units: ablate(rows, units, 1, zero)
+        )
         base = problem.base_values[:, None].astype(np.float64)
         weights = (base - scores) / np.where(base == 0, 1e-7, base)
         return class_activation_map(problem, activations, weights)
@@ -103,9 +105,10 @@ class ScoreCam(LayerExplainer):
         span = activations.max(axis=(2, 3), keepdims=True) - low
         masks = np.where(span > 0, (activations - low) / np.where(span > 0, span, 1), 0).astype(activations.dtype)
 
-        n_channels = activations.shape[1]
-        scores = self._unit_scores(problem, n_channels, lambda rows, owners, units: np.multiply(rows, masks[owners, units][:, None], out=rows))
-        scores = scores.astype(np.float64)
+        def masked(rows, owners, units):
+            return np.multiply(rows, masks[owners, units][:, None], out=rows)
+
+        scores = self._unit_scores(problem, activations.shape[1], masked).astype(np.float64)
         weights = np.exp(scores - scores.max(axis=1, keepdims=True))
         weights /= weights.sum(axis=1, keepdims=True)
         return class_activation_map(problem, activations, weights)

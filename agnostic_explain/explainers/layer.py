@@ -74,7 +74,9 @@ class LayerExplainer(Explainer):
                 layer = resolve_tensors(source, self.layer, parameter="layer", kinds={"node output"})[0]
                 _, tail = cut(source, [layer], parameter="layer")
             # The head runs once per call: its idle threads must not spin while the tail runs.
-            exposed = model.derive(expose(source, [layer]), session_config={"session.intra_op.allow_spinning": "0"})
+            exposed = model.derive(
+                expose(source, [layer]), session_config={"session.intra_op.allow_spinning": "0"}
+            )
             cache[key] = LayerParts(layer, self.layer is None, exposed, model.derive(tail))
         return cache[key]
 

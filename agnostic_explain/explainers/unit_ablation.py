@@ -75,7 +75,9 @@ class UnitAblation(LayerExplainer):
         activations = self._layer_rows(problem)
         axis = _unit_axis(self.axis, activations.ndim)
         replacement = self._replacement(problem, activations)
-        scores = self._unit_scores(problem, activations.shape[axis], lambda rows, owners, units: ablate(rows, units, axis, replacement))
+        scores = self._unit_scores(
+            problem, activations.shape[axis], lambda rows, owners, units: ablate(rows, units, axis, replacement)
+        )
         return problem.base_values[:, None] - scores
 
     def _replacement(self, problem, activations: np.ndarray) -> np.ndarray:
