@@ -57,8 +57,9 @@ def cut(source, at, *, sample=None, parameter: str = "at") -> tuple[onnx.ModelPr
     tail_nodes = ancestors(graph, outputs, stop_at=names)
     _check_separates(graph, names, outputs, head_nodes, tail_nodes, parameter)
 
-    infos = tensors(source, sample) if _untyped(source.proto, names) else None
-    declared = _typed(source.proto, names, infos)
+    declared = _typed(source.proto, names, None)
+    if any(value.type.tensor_type.elem_type == 0 for value in declared.values()):
+        declared = _typed(source.proto, names, tensors(source, sample))  # one run fills the types in
     inputs = {value.name: value for value in graph.input}
     head = _part(source.proto, sorted(head_nodes), inputs, [declared[name] for name in names], "head")
     tail_inputs = [declared[name] for name in names]
@@ -90,11 +91,6 @@ def _check_separates(graph, cut, outputs, head_nodes, tail_nodes, parameter) -> 
 
 def _read_outside(graph, name, nodes, outputs) -> bool:
     return name in outputs or any(name in node_inputs(graph.node[index]) for index in nodes)
-
-
-def _untyped(proto, names) -> bool:
-    types = _typed(proto, names, None)
-    return any(value.type.tensor_type.elem_type == 0 for value in types.values())
 
 
 def _typed(proto, names, infos) -> dict[str, onnx.ValueInfoProto]:
