@@ -75,9 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     _runtime_flags(explain)
     explain.set_defaults(run=_explain)
 
+    from converters.cli import register as register_convert
+
     from .cli_graph import register
 
     register(commands, common)
+    register_convert(commands, common)
 
     demo = commands.add_parser("demo", parents=[common], help="explain samples with the embedded digits CNN")
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
@@ -121,6 +124,10 @@ def _inspect(args) -> int:
         "static_batch": model.static_batch,
         "metadata_keys": sorted(model.metadata),
         "class_names": list(model.label_names) if model.label_names else None,
+        "feature_names": list(model.feature_names) if model.feature_names else None,
+        "source_framework": model.metadata.get("source_framework"),
+        "source_framework_version": model.metadata.get("source_framework_version"),
+        "parity": _json_or_none(model.metadata.get("parity")),
         "providers_available": ort.get_available_providers(),
         "cuda_devices": cuda_device_count(),
         "providers": list(model.providers),
@@ -143,12 +150,32 @@ def _inspect(args) -> int:
         *_spec_lines("outputs", model.outputs),
         ("batch", f"static, {model.static_batch} (runs in padded batches)" if model.static_batch else "dynamic"),
         ("metadata", metadata or "(none)"),
+        *_source_lines(model.metadata),
         ("providers", f"available {', '.join(info['providers_available'])}; {info['cuda_devices']} CUDA device(s)"),
         ("", f"session uses {', '.join(info['providers'])}"),
     ]
     for label, text in lines:
         print(f"{label:<10} {text}")
     return 0
+
+
+def _json_or_none(text):
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+def _source_lines(metadata: dict) -> list[tuple[str, str]]:
+    """Where a converted model came from, and how closely it matched its source."""
+    if "source_framework" not in metadata:
+        return []
+    source = f"{metadata['source_framework']} {metadata.get('source_framework_version', '')}".strip()
+    parity = _json_or_none(metadata.get("parity"))
+    if parity:
+        source += (f"; parity max abs difference {parity.get('max_abs', 0):.3g}, "
+                   f"relative {parity.get('max_rel', 0):.3g} on {parity.get('n_rows', '?')} rows")
+    return [("source", source)]
 
 
 def _spec_dict(spec) -> dict:

@@ -14,6 +14,8 @@ and also from the built-in exception a Python user would expect, so that
     ├── TargetError (ValueError)             the target is out of range or malformed
     ├── ParameterError (ValueError)          an explainer or runtime argument is invalid
     ├── ProviderError (RuntimeError)         an execution provider cannot be used
+    ├── ConversionError (ValueError)         a framework model cannot be converted to ONNX
+    │   └── ParityError                      ONNX Runtime and the framework disagree
     ├── ModelExecutionError (RuntimeError)   ONNX Runtime (or a wrapped callable) failed
     │   └── OutOfMemoryError (MemoryError)   even one row does not fit in memory
     └── MissingDependencyError (ImportError) an optional extra is not installed
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 __all__ = [
     "AgnosticExplainError",
+    "ConversionError",
     "InputDtypeError",
     "InputError",
     "InputShapeError",
@@ -34,6 +37,7 @@ __all__ = [
     "ModelNotFoundError",
     "NonFiniteInputError",
     "OutOfMemoryError",
+    "ParityError",
     "ParameterError",
     "ProviderError",
     "TargetError",
@@ -78,6 +82,14 @@ class ParameterError(AgnosticExplainError, ValueError):
 
 class ProviderError(AgnosticExplainError, RuntimeError):
     """An explicitly requested execution provider is unavailable or failed to start."""
+
+
+class ConversionError(AgnosticExplainError, ValueError):
+    """A framework model could not be converted: an unsupported layer or op, or a bad sample."""
+
+
+class ParityError(ConversionError):
+    """The converted model's outputs differ from the framework's beyond the tolerance."""
 
 
 class ModelExecutionError(AgnosticExplainError, RuntimeError):

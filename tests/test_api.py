@@ -23,6 +23,9 @@ DOCTESTED = [
     "agnostic_explain.explainers.unit_ablation",
     "agnostic_explain.activations",
     "agnostic_explain.tables",
+    "converters.metadata",
+    "converters.pytorch",
+    "converters.sklearn",
     "agnostic_explain.graph.weights",
     "agnostic_explain.plot.weights",
     "agnostic_explain.plot.topology",
@@ -37,7 +40,7 @@ def test_all_is_sorted_and_resolves():
         assert getattr(ae, name) is not None, name
 
 
-@pytest.mark.parametrize("module", ["agnostic_explain.errors", "agnostic_explain.runtime", "agnostic_explain.graph", "agnostic_explain.explainers", "agnostic_explain.data"])
+@pytest.mark.parametrize("module", ["agnostic_explain.errors", "agnostic_explain.runtime", "agnostic_explain.graph", "agnostic_explain.explainers", "agnostic_explain.data", "converters"])
 def test_subpackage_all_resolves(module):
     imported = importlib.import_module(module)
     for name in imported.__all__:
