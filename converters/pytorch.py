@@ -294,6 +294,8 @@ def _evaluating(module):
 
 
 def _export(torch, module, tensors, input_names, output_names, dynamic_axes, opset, dynamo):
+    if dynamo:
+        require("onnxscript", EXTRA)  # the torch.export-based exporter builds its graph with it
     options = dict(input_names=input_names, output_names=output_names, opset_version=opset, dynamo=dynamo,
                    dynamic_axes=dynamic_axes)
     try:
