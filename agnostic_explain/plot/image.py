@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from numbers import Real
 
 import numpy as np
 
@@ -11,6 +12,8 @@ from ..errors import ParameterError
 __all__ = ["image_grid", "image_overlay"]
 
 _CHANNELS = (1, 3, 4)
+_PROBABILITIES = ("softmax", "sigmoid")
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
 
 
 def image_overlay(
@@ -23,31 +26,43 @@ def image_overlay(
     cmap=None,
     colorbar=True,
     title=True,
+    top_k=None,
     preprocessing=None,
 ):
     """Draw one row's attributions over its input image.
 
-    Attributions are summed over the channel axis. The input is shown in grayscale or RGB,
-    un-normalised with ``preprocessing`` (``mean``/``std``, as in a model's preprocessing
-    metadata) when known, otherwise min-max scaled for display.
+    Attributions are summed over the channel axis; a map with one channel (Ablation-CAM's
+    (1, H, W) or (H, W, 1) over RGB rows) is drawn as is. The input is shown in grayscale or
+    RGB, un-normalised with ``preprocessing`` (``mean``/``std``, as in a model's preprocessing
+    metadata) when known, otherwise min-max scaled for display. Image and heatmap share one
+    pixel grid, row 0 at the top, as the input array is laid out.
 
     Parameters
     ----------
     explanation : Explanation
-        Rows of shape (H, W), (C, H, W) or (H, W, C); a 1-D row is drawn as a strip.
+        Rows of shape (H, W), (C, H, W) or (H, W, C), with values of the same shape or with
+        one channel; a 1-D row is drawn as a strip.
     index : int
         The row to draw.
     ax : matplotlib.axes.Axes, optional
         Where to draw; by default on a new headless Figure (save it with ``ax.figure.savefig``).
     signed : bool
-        True: diverging colormap centred on zero (white), limits symmetric. False: the
-        absolute value of the channel sum on a sequential colormap.
+        True: diverging colormap centred on zero (white), limits symmetric, red positive and
+        blue negative; a map with no negative value (CAM, RISE) uses the sequential colormap
+        from zero instead. False: the absolute value of the channel sum, sequential colormap.
     alpha : float
-        Opacity of the heatmap over the image.
+        Opacity of the heatmap where |value| reaches the colour limit; it fades with the
+        square root of |value| / limit, so the image (in grayscale) shows where values are near zero.
     cmap : str, optional
         Colormap; "RdBu_r" when signed, "Reds" otherwise.
     colorbar, title : bool
-        Add a colorbar; title the axes with the target's label name and the base value.
+        Add a colorbar; title the axes with the target's label name and its score at the
+        input ("p = 0.78" for a softmax or sigmoid output, "logit 9.23" for a class index
+        without one, "score ..." for a custom target).
+    top_k : float, optional
+        A percentage in (0, 100]: outline the region holding the ``top_k`` % highest
+        attributions (positive ones when ``signed``, absolute values otherwise; ties at the
+        threshold included, zeros never).
     preprocessing : dict, optional
         ``{"layout": "nchw"|"nhwc", "mean": [...], "std": [...]}``; by default
         ``explanation.preprocessing`` (the model's preprocessing metadata) when present.
@@ -62,38 +77,14 @@ def image_overlay(
     >>> from agnostic_explain.data import DEFAULT_MODEL_PATH, load_samples
     >>> images, _ = load_samples()
     >>> explanation = ae.Occlusion(DEFAULT_MODEL_PATH, window=(1, 2, 2)).explain(images[:1])
-    >>> ax = image_overlay(explanation)
-    >>> ax.images[-1].get_clim()[0] == -ax.images[-1].get_clim()[1]
-    True
+    >>> ax = image_overlay(explanation, top_k=10)
+    >>> ax.images[-1].get_clim()[0] == -ax.images[-1].get_clim()[1], ax.get_title().startswith("0 (logit")
+    (True, True)
     """
-    row = explanation[index]
-    values, data = np.asarray(row.values[0], dtype=np.float64), np.asarray(row.data[0])
-    if preprocessing is None:
-        preprocessing = explanation.preprocessing or {}
-    channel_axis = _channel_axis(values.shape, preprocessing.get("layout"))
-    heat = values.sum(axis=channel_axis) if channel_axis is not None else values
-    picture = _display_image(data, channel_axis, preprocessing)
-    if heat.ndim == 1:
-        heat = heat[None, :]
-    if ax is None:
-        ax = new_figure((4.0, 3.4)).add_subplot()
-    if picture.ndim == 2:
-        ax.imshow(picture, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    else:
-        ax.imshow(picture, interpolation="nearest")
-    if signed:
-        limit = float(np.max(np.abs(heat))) or 1.0
-        low, high, cmap = -limit, limit, cmap or "RdBu_r"
-    else:
-        heat = np.abs(heat)
-        low, high, cmap = 0.0, float(np.max(heat)) or 1.0, cmap or "Reds"
-    overlay = ax.imshow(heat, cmap=cmap, vmin=low, vmax=high, alpha=alpha, interpolation="nearest")
-    if colorbar:
-        ax.figure.colorbar(overlay, ax=ax, fraction=0.046, pad=0.04)
-    if title:
-        ax.set_title(_title(row), fontsize="medium")
-    ax.set_axis_off()
-    return ax
+    return draw_overlay(
+        explanation, index, ax=ax, signed=signed, alpha=alpha, cmap=cmap, colorbar=colorbar,
+        title=title, top_k=top_k, preprocessing=preprocessing,
+    )
 
 
 def image_grid(explanation, indices=None, ncols=4, **kwargs):
@@ -106,6 +97,8 @@ def image_grid(explanation, indices=None, ncols=4, **kwargs):
         The rows to draw; by default all.
     ncols : int
         Columns of the grid (fewer when there are fewer rows).
+    **kwargs
+        ``signed``, ``alpha``, ``cmap``, ``colorbar``, ``title``, ``top_k``, ``preprocessing``.
 
     Returns
     -------
@@ -140,6 +133,140 @@ def new_figure(figsize):
     return figure
 
 
+def draw_overlay(explanation, index, *, ax, signed, alpha, cmap, colorbar, title, top_k, preprocessing,
+                 limit=None, diverging=None):
+    """:func:`image_overlay`, with the colour scale fixed by ``limit`` and ``diverging`` when given.
+
+    ``compare`` fixes both so that panels sharing one colorbar share one colormap and range.
+    """
+    top_k = _check_top_k(top_k)
+    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0 <= alpha <= 1:
+        raise ParameterError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    row = explanation[index]
+    heat, picture = heat_and_picture(row, preprocessing)
+    if ax is None:
+        ax = new_figure((4.0, 3.4)).add_subplot()
+    # Gray under the heatmap, so that every hue on the axes is the heatmap's.
+    show_picture(ax, picture if picture.ndim == 2 else picture @ _LUMA)
+    if not signed:
+        heat = np.abs(heat)
+    limit = float(limit) if limit is not None else heat_limit(heat)
+    if diverging is None:
+        diverging = signed and bool(heat.min() < 0)
+    if diverging:
+        low, cmap = -limit, cmap or "RdBu_r"
+    else:  # one sign (|values|, CAM, RISE): the whole sequential scale, zero still white
+        low, cmap = 0.0, cmap or "Reds"
+    # Opacity grows with |value| (square root, to keep moderate values visible), so that the
+    # image shows through where attributions are near zero instead of under a white veil.
+    opacity = alpha * np.sqrt(np.clip(np.abs(heat) / limit, 0.0, 1.0))
+    overlay = ax.imshow(heat, cmap=cmap, vmin=low, vmax=limit, alpha=opacity, **_grid(heat.shape))
+    if top_k is not None:
+        outline_top(ax, heat, top_k)
+    if colorbar:
+        ax.figure.colorbar(overlay, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        text = target_text(row)
+        if top_k is not None:
+            text += f"\noutline: top {top_k:g}%" + (" positive" if signed else " |attribution|")
+        ax.set_title(text, fontsize="medium")
+    ax.set_axis_off()
+    return ax
+
+
+def heat_and_picture(row, preprocessing=None) -> tuple[np.ndarray, np.ndarray]:
+    """One row's channel-summed attributions (H, W) and its input for display, (H, W) or (H, W, 3).
+
+    ``row`` is an Explanation of one row; ``preprocessing`` defaults to ``row.preprocessing``.
+    """
+    if preprocessing is None:
+        preprocessing = row.preprocessing or {}
+    values, data = np.asarray(row.values[0], dtype=np.float64), np.asarray(row.data[0])
+    channel_axis = _channel_axis(data.shape, preprocessing.get("layout"))
+    heat = _channel_sum(values, data.shape, channel_axis, fixed=bool(preprocessing.get("layout")))
+    picture = _display_image(data, channel_axis if data.ndim == 3 else None, preprocessing)
+    if heat.ndim == 1:
+        heat = heat[None, :]
+    return heat, picture
+
+
+def heat_limit(heat: np.ndarray) -> float:
+    """The symmetric colour limit of a heatmap: its largest absolute value, 1 when all zero."""
+    return float(np.max(np.abs(heat))) or 1.0
+
+
+def show_picture(ax, picture: np.ndarray):
+    """Draw the display image on the pixel grid the heatmap uses."""
+    if picture.ndim == 2:
+        return ax.imshow(picture, cmap="gray", vmin=0.0, vmax=1.0, **_grid(picture.shape))
+    return ax.imshow(picture, **_grid(picture.shape))
+
+
+def outline_top(ax, heat: np.ndarray, top_k: float):
+    """Contour around the pixels holding the ``top_k`` % largest positive values of ``heat``.
+
+    Returns the ContourSet, or None when no value is positive.
+    """
+    import matplotlib.patheffects as effects
+
+    mask = top_mask(heat, top_k)
+    if not mask.any():
+        return None
+    height, width = heat.shape
+    # The 0.5 level of the interpolated mask runs midway between pixel centres inside and
+    # outside; on a mask upsampled ``scale`` times that is the pixel edges, corners cut by
+    # under 1/(2 scale) pixel. A zero border closes regions that touch the image's edge.
+    scale = min(16, max(1, math.ceil(128 / min(height, width))))
+    fine = np.pad(np.kron(mask, np.ones((scale, scale))), 1)
+    margin = 0.5 + 1.0 / scale
+    contours = ax.contour(
+        fine, levels=[0.5], colors="black", linewidths=1.4, origin="upper",
+        extent=(-margin, width - 1 + margin, height - 1 + margin, -margin),
+    )
+    contours.set(path_effects=[effects.withStroke(linewidth=3.2, foreground="white")])
+    ax.set_xlim(-0.5, width - 0.5)
+    ax.set_ylim(height - 0.5, -0.5)
+    return contours
+
+
+def top_mask(heat: np.ndarray, top_k: float) -> np.ndarray:
+    """Boolean mask of the ``top_k`` % largest positive values (ties at the threshold included)."""
+    flat = np.sort(heat.ravel())[::-1]
+    count = max(1, int(round(top_k / 100.0 * flat.size)))
+    return (heat >= flat[count - 1]) & (heat > 0)
+
+
+def target_text(row) -> str:
+    """The target's label name and its score at the input, e.g. "tiger cat (p = 0.38)"."""
+    names = row.target_names
+    if names:
+        label = names[0]
+    elif row.target is not None:
+        label = str(np.asarray(row.target[0]).tolist())
+    else:
+        label = "custom target"
+    score = float(np.asarray(row.base_values).reshape(-1)[0])
+    transform = row.params.get("output_transform")
+    if transform in _PROBABILITIES:
+        return f"{label} (p = {score:.2f})" if score >= 0.01 else f"{label} (p = {score:.2g})"
+    kind = "logit" if "output_transform" in row.params and row.target is not None and row.target.ndim == 1 else "score"
+    return f"{label} ({kind} {score:.3g})"
+
+
+def _grid(shape: tuple) -> dict:
+    """imshow settings that put pixel (0, 0) at the top left with unit pixels, whatever rcParams say."""
+    height, width = shape[:2]
+    return {"origin": "upper", "extent": (-0.5, width - 0.5, height - 0.5, -0.5), "interpolation": "nearest"}
+
+
+def _check_top_k(top_k):
+    if top_k is None:
+        return None
+    if isinstance(top_k, bool) or not isinstance(top_k, Real) or not 0 < top_k <= 100:
+        raise ParameterError(f"top_k must be a percentage in (0, 100] or None, got {top_k!r}")
+    return float(top_k)
+
+
 def _channel_axis(row_shape: tuple, layout) -> int | None:
     """The channel axis of a row: none for 1-D and 2-D rows, else by layout or by size."""
     if len(row_shape) < 3:
@@ -152,6 +279,27 @@ def _channel_axis(row_shape: tuple, layout) -> int | None:
     if layout == "nhwc" or (layout != "nchw" and row_shape[0] not in _CHANNELS and row_shape[2] in _CHANNELS):
         return 2
     return 0
+
+
+def _channel_sum(values: np.ndarray, data_shape: tuple, channel_axis: int | None, fixed: bool) -> np.ndarray:
+    """Values summed over the image's channel axis: values of the row's shape, or one channel, or (H, W)."""
+    if channel_axis is None:
+        if values.shape != tuple(data_shape):
+            raise ParameterError(f"explanation values of shape {values.shape} do not match its rows of shape {data_shape}")
+        return values
+    # Without a layout, channels first wins a tie; the values' single channel can settle it.
+    axes = (channel_axis,) if fixed else (channel_axis, 2 - channel_axis)
+    for axis in axes:
+        plane = tuple(size for position, size in enumerate(data_shape) if position != axis)
+        if values.shape == plane:
+            return values
+        if values.ndim == 3 and values.shape[axis] in (1, data_shape[axis]):
+            if tuple(np.delete(values.shape, axis)) == plane:
+                return values.sum(axis=axis)
+    raise ParameterError(
+        f"explanation values of shape {values.shape} do not fit image rows of shape {data_shape}: expected the "
+        f"rows' shape, one channel on axis {channel_axis}, or the (H, W) plane"
+    )
 
 
 def _display_image(data: np.ndarray, channel_axis: int | None, preprocessing: dict) -> np.ndarray:
@@ -182,14 +330,3 @@ def _unnormalise(image: np.ndarray, preprocessing: dict) -> np.ndarray:
             return image  # preprocessing of another input: display as is
         factors[name] = values
     return image * factors["std"] + factors["mean"]
-
-
-def _title(row) -> str:
-    names = row.target_names
-    if names:
-        label = names[0]
-    elif row.target is not None:
-        label = str(np.asarray(row.target[0]).tolist())
-    else:
-        label = "custom target"
-    return f"{label} (base value {float(row.base_values[0]):.4g})"
