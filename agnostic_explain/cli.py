@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--mean", metavar="A,B,C", help="per-channel mean subtracted after scaling")
     add("--std", metavar="A,B,C", help="per-channel std divided by after the mean")
     add("--layout", choices=["nchw", "nhwc"], help="image layout the model wants (default: from its shape)")
+    add("--no-report", action="store_true", help="do not write report.html (the HTML report)")
     _runtime_flags(explain)
     explain.set_defaults(run=_explain)
 
@@ -232,7 +233,7 @@ def _explain(args) -> int:
         print(f"layer {explanation.params['layer']}{how}")
     display = {"layout": layout, **{name: settings[name] or defaults.get(name) for name in ("mean", "std")}}
     explanation = replace(explanation, preprocessing={**defaults, **display})
-    written = _write(explanation, Path(args.out))
+    written = _write(explanation, Path(args.out), report=not args.no_report, model=model)
     if explanation.target is None:
         labels = ["custom"]
     else:
@@ -283,30 +284,38 @@ def default_window(row_shape: tuple, layout: str | None) -> tuple[int, ...]:
     return (1,) * len(row_shape)
 
 
-def _write(explanation, out: Path) -> list[str]:
-    """Save the explanation and, for rows of rank 1 to 3, a heatmap of its first rows."""
+def _write(explanation, out: Path, *, report=False, model=None) -> list[str]:
+    """Save the explanation, a heatmap of its first rows (rows of rank 1 to 3) and the HTML report."""
     from .plot import image_grid
 
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"wrote {explanation.save(out / 'explanation.npz')}"]
     rank = explanation.values.ndim - 1
     if not 1 <= rank <= 3:
-        return lines + [f"no heatmap: rows of shape {explanation.values.shape[1:]} are not images"]
-    shown = min(len(explanation), _MAX_PANELS)
-    image_grid(explanation, indices=range(shown)).savefig(out / "heatmap.png", dpi=120)
-    more = f" (the first {shown} of {len(explanation)} rows)" if shown < len(explanation) else ""
-    return lines + [f"wrote {out / 'heatmap.png'}{more}"]
+        lines.append(f"no heatmap: rows of shape {explanation.values.shape[1:]} are not images")
+    else:
+        shown = min(len(explanation), _MAX_PANELS)
+        image_grid(explanation, indices=range(shown)).savefig(out / "heatmap.png", dpi=120)
+        more = f" (the first {shown} of {len(explanation)} rows)" if shown < len(explanation) else ""
+        lines.append(f"wrote {out / 'heatmap.png'}{more}")
+    if report:
+        from .report import write_report
+
+        lines.append(f"wrote {write_report(explanation, out / 'report.html', model=model)}")
+    return lines
 
 
 # -- demo -------------------------------------------------------------------------------
 def _demo(args) -> int:
     from .data import DEFAULT_MODEL_PATH, load_samples
     from .explainers import Occlusion
+    from .runtime import load
 
     images, labels = load_samples()
     picks = [0, 3, 7, 9]
-    explanation = Occlusion(DEFAULT_MODEL_PATH, window=(1, 2, 2), stride=(1, 1, 1)).explain(images[picks])
-    written = _write(explanation, Path(args.out))
+    model = load(DEFAULT_MODEL_PATH)
+    explanation = Occlusion(model, window=(1, 2, 2), stride=(1, 1, 1)).explain(images[picks])
+    written = _write(explanation, Path(args.out), report=True, model=model)
     print(f"explained {len(picks)} digits with the embedded CNN ({DEFAULT_MODEL_PATH.name}), occlusion 2x2, stride 1")
     for label, predicted, base in zip(labels[picks], explanation.target_names, explanation.base_values):
         print(f"  digit {label}: predicted {predicted} (logit {base:.2f})")

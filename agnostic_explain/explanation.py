@@ -104,6 +104,12 @@ class Explanation:
             return None
         return [self.label_names[int(index)] if 0 <= index < len(self.label_names) else str(index) for index in self.target]
 
+    def report(self, path, **kwargs) -> Path:
+        """Write a self-contained HTML report of this explanation; see :func:`agnostic_explain.report.write_report`."""
+        from .report import write_report
+
+        return write_report([self], path, **kwargs)
+
     def save(self, path) -> Path:
         """Write to ``path`` as ``.npz`` (no pickle). Returns the path written."""
         path = Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from agnostic_explain.cli import default_window, main
 from agnostic_explain.data import DEFAULT_MODEL_PATH, DEFAULT_SAMPLES_PATH, load_samples
 from agnostic_explain.explanation import Explanation
 from agnostic_explain.runtime.providers import cuda_usable
+from agnostic_explain.summary import summarize_explanation
 
 MODEL = str(DEFAULT_MODEL_PATH)
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -103,6 +105,18 @@ def test_explain_uses_a_default_window_and_says_so(capsys, tmp_path, digit_npy):
     assert code == 0
     assert "window (1, 1, 1), stride (1, 1, 1) (default)" in out
     assert Explanation.load(tmp_path / "explanation.npz").n_evals == 1 + 64
+
+
+def test_explain_writes_the_html_report_unless_told_not_to(capsys, tmp_path, digit_npy):
+    code, out, _ = run_cli(capsys, "explain", MODEL, digit_npy, "--window", "1,2,2", "--out", tmp_path / "with")
+    assert code == 0
+    report = tmp_path / "with" / "report.html"
+    assert f"wrote {report}" in out.splitlines()
+    page = report.read_text(encoding="utf-8")
+    assert "(batch, 1, 8, 8)" in page and page.count("data:image/png;base64,") == 1
+    code, out, _ = run_cli(capsys, "explain", MODEL, digit_npy, "--no-report", "--out", tmp_path / "without")
+    assert code == 0 and "report.html" not in out
+    assert not (tmp_path / "without" / "report.html").exists() and (tmp_path / "without" / "heatmap.png").exists()
 
 
 def test_default_window_covers_an_eighth_of_each_side():
@@ -191,6 +205,9 @@ def test_demo_writes_its_files(capsys, tmp_path):
     assert saved.values.shape == (4, 1, 8, 8) and saved.params["window"] == [1, 2, 2]
     assert (tmp_path / "demo" / "heatmap.png").stat().st_size > 0
     assert "predicted" in out and "heatmap.png" in out
+    assert f"wrote {tmp_path / 'demo' / 'report.html'}" in out.splitlines()
+    page = (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")
+    assert all(html.escape(summarize_explanation(saved, row)) in page for row in range(4))
 
 
 # -- errors ------------------------------------------------------------------------------

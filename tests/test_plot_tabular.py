@@ -56,7 +56,7 @@ def test_bar_draws_top_features_in_order_and_sums_the_rest(case, rows, shap):
     labels = [labels[i] for i in np.argsort([-t for t in ax.get_yticks()])]  # top to bottom
     expected = [f"{NAMES[j]} = {rows[index, j]:.4g}" for j in order[:3]] + ["3 other features"]
     assert labels == expected
-    assert ax.get_title() == f"dog (logit {shap.base_values[index]:.3g})"  # the image plots' convention
+    assert ax.get_title() == f"dog (logit {shap.base_values[index]:.4g})"  # the image plots' convention
 
 
 def test_bar_title_gives_probability_and_falls_back_to_feature_numbers(rows):

@@ -245,12 +245,9 @@ def target_text(row) -> str:
         label = str(np.asarray(row.target[0]).tolist())
     else:
         label = "custom target"
-    score = float(np.asarray(row.base_values).reshape(-1)[0])
-    transform = row.params.get("output_transform")
-    if transform in _PROBABILITIES:
-        return f"{label} (p = {score:.2f})" if score >= 0.01 else f"{label} (p = {score:.2g})"
-    kind = "logit" if "output_transform" in row.params and row.target is not None and row.target.ndim == 1 else "score"
-    return f"{label} ({kind} {score:.3g})"
+    from ..summary import score_text  # one wording for plots, reports and summaries
+
+    return f"{label} ({score_text(row)})"
 
 
 def _grid(shape: tuple) -> dict:
