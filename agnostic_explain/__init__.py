@@ -9,7 +9,7 @@
 """
 
 from . import errors
-from . import graph, masks
+from . import graph, masks, report, summary
 from .activations import Activations, LayerActivations
 from .background import Background, summarize
 from .explainers import (
@@ -59,6 +59,8 @@ __all__ = sorted(
         "graph",
         "load",
         "masks",
+        "report",
         "summarize",
+        "summary",
     ]
 )
