@@ -27,6 +27,7 @@ DOCTESTED = [
     "agnostic_explain.plot.compare",
     "agnostic_explain.plot.tabular",
     "agnostic_explain.plot.text",
+    "agnostic_explain.metrics.scoring",
     "converters.metadata",
     "converters.pytorch",
     "converters.sklearn",
