@@ -9,7 +9,7 @@
 """
 
 from . import errors
-from . import graph, masks, report, summary
+from . import graph, masks, metrics, report, summary
 from .activations import Activations, LayerActivations
 from .background import Background, summarize
 from .explainers import (
@@ -59,6 +59,7 @@ __all__ = sorted(
         "graph",
         "load",
         "masks",
+        "metrics",
         "report",
         "summarize",
         "summary",

@@ -53,7 +53,7 @@ footer { margin-top: 3em; border-top: 1px solid #d6dbe3; padding-top: 0.5em; }
 """
 
 
-def write_report(explanations, path, *, title=None, model=None, max_rows=8) -> Path:
+def write_report(explanations, path, *, title=None, model=None, max_rows=8, comparison=None) -> Path:
     """Write an HTML report of explanations: model cards, plots and plain-language summaries.
 
     Each explanation gets a card (input and output names and shapes, providers, method and
@@ -76,6 +76,8 @@ def write_report(explanations, path, *, title=None, model=None, max_rows=8) -> P
         parity) are added. A path is loaded on the CPU.
     max_rows : int
         Rows shown per explanation; the rest are counted ("and N more rows").
+    comparison : ComparisonResult, optional
+        A :func:`agnostic_explain.metrics.compare` result, shown as a table and bar chart.
 
     Returns
     -------
@@ -115,6 +117,8 @@ def write_report(explanations, path, *, title=None, model=None, max_rows=8) -> P
              f"{sum(len(item) for item in items)} row(s) in all.</p>"]
     if model is not None:
         parts.append(_model_section(model))
+    if comparison is not None:
+        parts.append(_comparison_section(comparison))
     for number, group in enumerate(_groups(items), start=1):
         parts.append(_group_section(number, group, max_rows))
     from . import __version__
@@ -276,6 +280,21 @@ def _model_section(model) -> str:
 # -- HTML pieces ------------------------------------------------------------------------------
 class _Raw(str):
     """Markup built here from escaped pieces; _table does not escape it again."""
+
+
+def _comparison_section(comparison) -> str:
+    """The methods' mean metric scores as a table and a grouped bar chart."""
+    from .plot.metrics import metric_bars
+
+    means = comparison.means()
+    header = "".join(f"<th>{_e(name)}</th>" for name in ("method", *comparison.metrics, "seconds", "n_evals"))
+    rows = "".join(
+        "<tr>" + f"<th>{_e(method)}</th>" + "".join(f"<td>{value:.4f}</td>" for value in means[index])
+        + f"<td>{comparison.seconds[index]:.3f}</td><td>{int(comparison.n_evals[index])}</td></tr>"
+        for index, method in enumerate(comparison.methods)
+    )
+    return (f"<section>\n<h2>Comparison of methods</h2>\n<table><tr>{header}</tr>{rows}</table>\n"
+            f"{_img(metric_bars(comparison), 'mean metric scores per method')}\n</section>")
 
 
 def _e(text) -> str:

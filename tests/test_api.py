@@ -28,6 +28,13 @@ DOCTESTED = [
     "agnostic_explain.plot.tabular",
     "agnostic_explain.plot.text",
     "agnostic_explain.metrics.scoring",
+    "agnostic_explain.metrics.deletion",
+    "agnostic_explain.metrics.infidelity",
+    "agnostic_explain.metrics.sensitivity",
+    "agnostic_explain.metrics.sanity",
+    "agnostic_explain.metrics.localisation",
+    "agnostic_explain.metrics.compare",
+    "agnostic_explain.plot.metrics",
     "converters.metadata",
     "converters.pytorch",
     "converters.sklearn",
@@ -45,7 +52,7 @@ def test_all_is_sorted_and_resolves():
         assert getattr(ae, name) is not None, name
 
 
-@pytest.mark.parametrize("module", ["agnostic_explain.errors", "agnostic_explain.runtime", "agnostic_explain.graph", "agnostic_explain.explainers", "agnostic_explain.data", "converters"])
+@pytest.mark.parametrize("module", ["agnostic_explain.errors", "agnostic_explain.runtime", "agnostic_explain.graph", "agnostic_explain.explainers", "agnostic_explain.data", "agnostic_explain.metrics", "converters"])
 def test_subpackage_all_resolves(module):
     imported = importlib.import_module(module)
     for name in imported.__all__:
