@@ -220,3 +220,17 @@ def test_occlusion_on_a_randomized_efficientnet_loses_its_similarity(efficientne
     assert result.spearman.shape == result.ssim.shape == (3, 1)
     assert result.spearman[-1, 0] < 0.5
     assert not result.flagged
+
+
+def test_randomization_check_runs_on_an_external_data_model(tmp_path, monkeypatch):
+    import onnx
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    onnx.save(onnx.load(str(DEFAULT_MODEL_PATH)), str(folder / "m.onnx"), save_as_external_data=True,
+              location="w.bin", size_threshold=0)
+    monkeypatch.chdir(tmp_path)  # the weights are found from the model's folder, not the working one
+    images, _ = load_samples()
+    result = randomization_check(lambda m: ae.Occlusion(m, window=(1, 4, 4)), str(folder / "m.onnx"), images[:2],
+                                 layers=["/classifier/Gemm"], similarity="spearman")
+    assert result.spearman.shape == (1, 2)

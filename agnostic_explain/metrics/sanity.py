@@ -16,6 +16,7 @@ from ..errors import ParameterError, require
 from ..explainers.base import Explainer
 from ..explanation import Explanation
 from ..graph.randomize import randomize, weight_layers
+from ..graph.source import open_model
 from ..runtime.session import load
 from .localisation import channel_summed_maps
 
@@ -140,9 +141,10 @@ def randomization_check(explainer_factory, model, x, *, target="predicted", laye
     images = original.data.ndim in (3, 4) and similarity != "spearman"
     original_maps = channel_summed_maps(original) if images else None
     spearman, ssim, n_evals = [], [], original.n_evals
+    folder = open_model(model).base_dir  # external weights stay in the model's folder
     for step, name in enumerate(order):
         edited = randomize(model, layers=name, cascade=cascade, random_state=_step_seed(random_state, step))
-        explanation = factory(load(edited)).explain(x, target=same_target, random_state=random_state, **kwargs)
+        explanation = factory(load(edited, external_data_dir=folder)).explain(x, target=same_target, random_state=random_state, **kwargs)
         n_evals += explanation.n_evals
         spearman.append(_spearman_rows(original.values, explanation.values))
         if images:
