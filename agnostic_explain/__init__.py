@@ -28,6 +28,8 @@ from .explainers import (
     UnitAblation,
 )
 from .explanation import Explanation
+from .global_surrogate import GlobalSurrogate
+from .partial_dependence import PartialDependence, partial_dependence
 from .runtime import CallableModel, Model, OnnxModel, TensorSpec, load
 
 __version__ = "0.1.0"
@@ -40,6 +42,7 @@ __all__ = sorted(
         "CallableModel",
         "Explainer",
         "Explanation",
+        "GlobalSurrogate",
         "FeatureAblation",
         "KernelShap",
         "LayerActivations",
@@ -49,6 +52,7 @@ __all__ = sorted(
         "Model",
         "Occlusion",
         "OnnxModel",
+        "PartialDependence",
         "PermutationImportance",
         "Rise",
         "ScoreCam",
@@ -60,6 +64,7 @@ __all__ = sorted(
         "load",
         "masks",
         "metrics",
+        "partial_dependence",
         "report",
         "summarize",
         "summary",

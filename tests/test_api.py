@@ -35,6 +35,8 @@ DOCTESTED = [
     "agnostic_explain.metrics.localisation",
     "agnostic_explain.metrics.compare",
     "agnostic_explain.plot.metrics",
+    "agnostic_explain.global_surrogate",
+    "agnostic_explain.partial_dependence",
     "converters.metadata",
     "converters.pytorch",
     "converters.sklearn",

@@ -1,0 +1,76 @@
+"""Partial dependence plots: the PD line over thin ICE curves, or a pair's heatmap."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ParameterError
+from .image import new_figure
+
+__all__ = ["partial_dependence_plot"]
+
+
+def partial_dependence_plot(result, *, ax=None, ice=True, max_ice=50):
+    """Draw a :class:`~agnostic_explain.partial_dependence.PartialDependence`.
+
+    One feature: the partial dependence as a thick line over up to ``max_ice`` thin,
+    translucent ICE curves (an evenly spaced, hence deterministic, subset of the rows), with
+    a rug of the feature's deciles in ``X`` along the bottom. A pair: a heatmap of the partial dependence
+    over the two grids, with contour lines and a colorbar.
+
+    Parameters
+    ----------
+    result : PartialDependence
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; by default on a new headless Figure (save it with ``ax.figure.savefig``).
+    ice : bool
+        Draw ICE curves (one feature, when the result kept them).
+    max_ice : int
+        The most ICE curves drawn.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    if isinstance(max_ice, bool) or not isinstance(max_ice, int) or max_ice < 0:
+        raise ParameterError(f"max_ice must be an int >= 0, got {max_ice!r}")
+    if ax is None:
+        ax = new_figure((6.0, 4.5) if len(result.features) == 1 else (6.5, 5.0)).add_subplot()
+    average = result.average if result.average is not None else result.individual.mean(axis=0)
+    label = "target" if result.target is None else f"target {result.target}"
+    if len(result.features) == 1:
+        _draw_line(ax, result, average, label, ice, max_ice)
+    else:
+        _draw_pair(ax, result, average, label)
+    ax.set_title(f"Partial dependence of {result.output!r} ({label})", fontsize=10)
+    return ax
+
+
+def _draw_line(ax, result, average, label, ice, max_ice):
+    grid = result.grid_values[0]
+    if ice and result.individual is not None and max_ice > 0:
+        n_rows = len(result.individual)
+        picked = np.unique(np.linspace(0, n_rows - 1, num=min(max_ice, n_rows)).round().astype(int))
+        for curve in result.individual[picked]:
+            ax.plot(grid, curve, color="tab:blue", alpha=0.2, linewidth=0.7)
+        ax.plot([], [], color="tab:blue", alpha=0.4, linewidth=0.7, label=f"ICE ({len(picked)} of {n_rows} rows)")
+    ax.plot(grid, average, color="tab:orange", linewidth=2.5, label="partial dependence")
+    low, high = ax.get_ylim()
+    ax.vlines(result.deciles[0], low, low + 0.04 * (high - low), color="black", linewidth=1.0)
+    ax.set_ylim(low, high)
+    ax.set_xlabel(result.feature_names[0])
+    ax.set_ylabel(f"{result.output} ({label})")
+    ax.legend(loc="best", fontsize=8, frameon=False)
+
+
+def _draw_pair(ax, result, average, label):
+    first, second = result.grid_values
+    mesh = ax.pcolormesh(second, first, average, shading="nearest", cmap="viridis")
+    if len(first) > 1 and len(second) > 1 and np.ptp(average) > 0:
+        lines = ax.contour(second, first, average, levels=6, colors="white", linewidths=0.6)
+        ax.clabel(lines, fontsize=7, fmt="%.3g")
+    ax.figure.colorbar(mesh, ax=ax, label=f"{result.output} ({label})")
+    ax.plot(result.deciles[1], np.full(9, first[0]), "|", color="black", markersize=8)
+    ax.plot(np.full(9, second[0]), result.deciles[0], "_", color="black", markersize=8)
+    ax.set_xlabel(result.feature_names[1])
+    ax.set_ylabel(result.feature_names[0])
