@@ -28,6 +28,7 @@ from .explainers import (
     UnitAblation,
 )
 from .explanation import Explanation
+from .generative import LatentAttribution, latent_traversal, sensitivity_map
 from .global_surrogate import GlobalSurrogate
 from .partial_dependence import PartialDependence, partial_dependence
 from .runtime import CallableModel, Model, OnnxModel, TensorSpec, load
@@ -45,6 +46,7 @@ __all__ = sorted(
         "GlobalSurrogate",
         "FeatureAblation",
         "KernelShap",
+        "LatentAttribution",
         "LayerActivations",
         "LimeImage",
         "LimeTabular",
@@ -61,11 +63,13 @@ __all__ = sorted(
         "UnitAblation",
         "errors",
         "graph",
+        "latent_traversal",
         "load",
         "masks",
         "metrics",
         "partial_dependence",
         "report",
+        "sensitivity_map",
         "summarize",
         "summary",
     ]

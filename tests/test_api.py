@@ -37,6 +37,7 @@ DOCTESTED = [
     "agnostic_explain.plot.metrics",
     "agnostic_explain.global_surrogate",
     "agnostic_explain.partial_dependence",
+    "agnostic_explain.generative",
     "converters.metadata",
     "converters.pytorch",
     "converters.sklearn",
