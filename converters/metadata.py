@@ -69,15 +69,16 @@ def read_metadata(proto: onnx.ModelProto) -> dict:
     return found
 
 
-def finish(proto, *, feeds, expected, framework, framework_version, path=None, atol, rtol,
+def finish(proto, *, feeds, expected, framework, framework_version, path=None, atol, rtol, model=None,
            class_names=None, feature_names=None, preprocessing=None) -> onnx.ModelProto:
     """Check parity, store the metadata, and write the model when ``path`` is given.
 
-    Every ``from_*`` converter ends here.
+    Every ``from_*`` converter ends here. ``model`` is ``proto`` already loaded on the CPU, when
+    the converter has one (one session per conversion).
     """
     from .parity import check_parity
 
-    parity = check_parity(proto, feeds, expected, atol=atol, rtol=rtol)
+    parity = check_parity(proto, feeds, expected, atol=atol, rtol=rtol, model=model)
     annotated = annotate(
         proto, class_names=class_names, feature_names=feature_names, preprocessing=preprocessing,
         framework=framework, framework_version=framework_version, parity=parity,

@@ -45,7 +45,7 @@ class Parity:
         return asdict(self)
 
 
-def check_parity(proto, feeds: dict, expected: dict, *, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL) -> Parity:
+def check_parity(proto, feeds: dict, expected: dict, *, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL, model=None) -> Parity:
     """Run ``proto`` on ONNX Runtime (CPU) and compare its outputs with the source's.
 
     Parameters
@@ -57,6 +57,8 @@ def check_parity(proto, feeds: dict, expected: dict, *, atol=DEFAULT_ATOL, rtol=
         The source framework's outputs on the same sample, by ONNX output name.
     atol, rtol : float
         Tolerances; see :class:`Parity`.
+    model : OnnxModel, optional
+        ``proto`` already loaded on the CPU, so that a converter opens one session only.
 
     Returns
     -------
@@ -73,7 +75,7 @@ def check_parity(proto, feeds: dict, expected: dict, *, atol=DEFAULT_ATOL, rtol=
     for name, value in (("atol", atol), ("rtol", rtol)):
         if not isinstance(value, (int, float)) or not value >= 0:
             raise ConversionError(f"{name} must be a non-negative number, got {value!r}")
-    model = load(proto, providers="cpu")
+    model = model if model is not None else load(proto, providers="cpu")
     names = list(expected)
     got = dict(zip(names, model.run(feeds, names)))
     rows = len(next(iter(feeds.values()))) if feeds else 0

@@ -118,13 +118,14 @@ def from_torch(
             dynamic_axes.update({name: {0: "batch"} for name in batched})
         proto = _export(torch, module, tensors, input_names, output_names, dynamic_axes, opset,
                         dynamo or program is not None)
+        model = _session(proto)  # one session for both checks
         if dynamic_batch and batched and not proto.graph.input[0].type.tensor_type.shape.dim[0].HasField("dim_value"):
             _check_other_batch(module if program is None else program.module(), arrays, input_names,
-                               output_names, batched, proto, atol, rtol)
+                               output_names, batched, model, proto, atol, rtol)
     return finish(
         proto,
         feeds=dict(zip(input_names, arrays)),
-        expected=expected,
+        expected=expected, model=model,
         framework="torch", framework_version=torch.__version__, path=path, atol=atol, rtol=rtol,
         class_names=class_names, feature_names=feature_names, preprocessing=preprocessing,
     )
@@ -191,7 +192,18 @@ def load_native(path, *, allow_pickle=False):
     return loaded
 
 
-def _check_other_batch(forward, arrays, input_names, output_names, batched, proto, atol, rtol) -> None:
+def _session(proto):
+    """The exported model on ONNX Runtime's CPU provider; an unloadable export is a ConversionError."""
+    from agnostic_explain.errors import ModelLoadError
+    from agnostic_explain.runtime.session import load
+
+    try:
+        return load(proto, providers="cpu")
+    except ModelLoadError as error:
+        raise ConversionError(f"the exported graph does not load in ONNX Runtime: {error}") from error
+
+
+def _check_other_batch(forward, arrays, input_names, output_names, batched, model, proto, atol, rtol) -> None:
     """Run another batch size than the sample's: tracing can bake the batch into the graph."""
     import torch
 
@@ -205,7 +217,7 @@ def _check_other_batch(forward, arrays, input_names, output_names, batched, prot
     expected = {name: tensor.detach().cpu().numpy() for name, tensor in zip(output_names, outputs)}
     try:
         check_parity(proto, dict(zip(input_names, picked)), {name: expected[name] for name in batched},
-                     atol=atol, rtol=rtol)
+                     atol=atol, rtol=rtol, model=model)
     except AgnosticExplainError as error:
         raise ConversionError(
             f"dynamic_batch: the exported graph does not reproduce the module at batch size "

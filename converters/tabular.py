@@ -75,11 +75,15 @@ def finish_tabular(proto, x, expected, *, labels=None, **finish_options) -> onnx
     Parity compares the first floating output with ``expected``; labels, when given, are
     compared exactly, and mismatches only warn (a probability tie can flip one in float32).
     """
+    from agnostic_explain.runtime.session import load
+
     proto = arrange_outputs(proto)
     main = proto.graph.output[0].name
+    model = load(proto, providers="cpu")  # one session for the label check and the parity check
     if labels is not None:
-        _check_labels(proto, x, np.asarray(labels))
-    return finish(proto, feeds={proto.graph.input[0].name: x}, expected={main: np.asarray(expected)}, **finish_options)
+        _check_labels(model, proto, x, np.asarray(labels))
+    return finish(proto, feeds={proto.graph.input[0].name: x}, expected={main: np.asarray(expected)}, model=model,
+                  **finish_options)
 
 
 def arrange_outputs(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -102,13 +106,11 @@ def arrange_outputs(proto: onnx.ModelProto) -> onnx.ModelProto:
     return edited
 
 
-def _check_labels(proto, x, labels) -> None:
-    from agnostic_explain.runtime.session import load
-
+def _check_labels(model, proto, x, labels) -> None:
     label_output = next((value.name for value in proto.graph.output[1:]), None)
     if label_output is None:
         return
-    got = np.asarray(load(proto, providers="cpu").run({proto.graph.input[0].name: x}, [label_output])[0]).ravel()
+    got = np.asarray(model.run({proto.graph.input[0].name: x}, [label_output])[0]).ravel()
     expected = labels.ravel()
     same = got.astype(str) == expected.astype(str) if got.dtype.kind in "OUS" or expected.dtype.kind in "OUS" else (
         got == expected
