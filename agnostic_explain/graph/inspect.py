@@ -243,23 +243,19 @@ def _inferred_types(proto: onnx.ModelProto) -> dict[str, tuple]:
 
 def _run_for_types(source: ModelSource, names: list[str], sample) -> dict[str, tuple]:
     """Dtype and shape of ``names`` from one run of the model with them exposed."""
-    from ..runtime.session import load
-    from .batch import make_batch_dynamic, static_batch_size
+    from ..runtime.session import input_specs, open_session
     from .expose import with_outputs
 
-    # A file loads by its path, so the checker finds its external data in place.
-    model = load(source.path if source.path is not None else source.proto, providers="cpu",
-                 external_data_dir=source.base_dir)
-    feeds = _sample_feeds(model, sample)
-    batch = len(next(iter(feeds.values())))
-    symbol = next((spec.shape[spec.batch_axis] for spec in model.inputs if spec.batch_axis is not None), None)
-    # Outputs without dtype and rank fail the ONNX checker, which load() runs; ONNX Runtime
-    # infers them, so the exposed copy runs on a bare session with the loaded model's settings.
+    # Outputs without dtype and rank fail the ONNX checker; ONNX Runtime infers them, so the
+    # exposed copy runs on a bare session (one session, no checker).
     exposed = with_outputs(source.proto, [onnx.helper.make_empty_tensor_value_info(name) for name in names])
-    if model.static_batch is None and static_batch_size(exposed) is not None:
-        exposed = make_batch_dynamic(exposed)  # as load() made the model's batch dynamic
+    session = open_session(exposed, providers=["CPUExecutionProvider"], external_data_dir=source.base_dir)
+    specs = input_specs(session)
+    feeds = _sample_feeds(specs, sample)
+    batch = len(next(iter(feeds.values())))
+    symbol = next((spec.shape[spec.batch_axis] for spec in specs if spec.batch_axis is not None), None)
     try:
-        values = model._session_for(exposed, None).run(names, feeds)
+        values = session.run(names, feeds)
     except Exception as error:
         raise ModelExecutionError(
             f"sample: the run that finds the shapes of {names} (which shape inference misses) failed; "
@@ -274,13 +270,13 @@ def _run_for_types(source: ModelSource, names: list[str], sample) -> dict[str, t
     return result
 
 
-def _sample_feeds(model, sample) -> dict:
+def _sample_feeds(specs, sample) -> dict:
     if isinstance(sample, dict):
         return {name: np.asarray(value) for name, value in sample.items()}
     generator = np.random.default_rng(0)
     feeds = {}
     rows = 2
-    for index, spec in enumerate(model.inputs):
+    for index, spec in enumerate(specs):
         if index == 0 and sample is not None:
             feeds[spec.name] = np.asarray(sample, dtype=spec.dtype)
             rows = feeds[spec.name].shape[spec.batch_axis] if spec.batch_axis is not None else rows

@@ -209,22 +209,10 @@ class OnnxModel(Model):
         return self.on_cuda
 
     def _session_for(self, proto: onnx.ModelProto, path: Path | None) -> ort.InferenceSession:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
-        options.use_deterministic_compute = True  # random_state must give identical results, on CUDA too
-        if self._threads:
-            options.intra_op_num_threads = self._threads
-        for key, value in self._session_config.items():
-            options.add_session_config_entry(key, value)
-        if path is None and self.external_data_dir is not None and _uses_external_data(proto):
-            options.add_session_config_entry(
-                "session.model_external_initializers_file_folder_path", str(self.external_data_dir)
-            )
-        source = str(path) if path is not None else proto.SerializeToString()
-        try:
-            return ort.InferenceSession(source, sess_options=options, providers=self._provider_entries)
-        except Exception as error:
-            raise ModelLoadError(f"model: ONNX Runtime could not create a session: {error}") from error
+        return open_session(
+            path if path is not None else proto, providers=self._provider_entries, threads=self._threads,
+            session_config=self._session_config, external_data_dir=self.external_data_dir,
+        )
 
     def _unfix_batch(self, proto: onnx.ModelProto, path: Path | None, size: int) -> None:
         """Rewrite a static batch as symbolic, keeping it only if a probe shows rows stay independent."""
@@ -257,6 +245,38 @@ class OnnxModel(Model):
             binding.bind_output(name, "cuda", self.device_id)
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()
+
+
+def open_session(model, *, providers, threads=None, session_config=None, external_data_dir=None):
+    """An ONNX Runtime session with this project's settings, for a file path or a ModelProto.
+
+    Quiet logs, deterministic compute, and external weights read from ``external_data_dir``
+    when an in-memory proto refers to them. No ONNX checker: callers check first, or run an
+    edit the checker would refuse (outputs whose type only ONNX Runtime infers).
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
+    options.use_deterministic_compute = True  # random_state must give identical results, on CUDA too
+    if threads:
+        options.intra_op_num_threads = threads
+    for key, value in (session_config or {}).items():
+        options.add_session_config_entry(key, value)
+    in_memory = isinstance(model, onnx.ModelProto)
+    if in_memory and external_data_dir is not None and _uses_external_data(model):
+        options.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", str(external_data_dir)
+        )
+    source = model.SerializeToString() if in_memory else str(model)
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=providers)
+    except Exception as error:
+        raise ModelLoadError(f"model: ONNX Runtime could not create a session: {error}") from error
+
+
+def input_specs(session: ort.InferenceSession) -> list[TensorSpec]:
+    """The session's inputs as TensorSpecs, the batch axis found as :class:`OnnxModel` finds it."""
+    args = session.get_inputs()
+    return _specs(args, _batch_symbol(args))
 
 
 def _rows_independent(session: ort.InferenceSession, size: int) -> bool:
