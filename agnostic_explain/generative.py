@@ -70,10 +70,9 @@ class LatentAttribution:
 
     Notes
     -----
-    Explainer targets see only outputs, not which explained row a perturbed output came from,
-    so ``"distance"`` runs one ``explain`` call per latent row, each closing over that row's
-    reference decoding (each call still evaluates all its perturbations in batches). With
-    occlusion, the attribution of dimension ``k`` is then ``0 - distance(z with z_k removed)``:
+    ``"distance"`` is a target callable of ``(outputs, owners)``: each perturbed decoding is
+    compared with its own latent row's reference decoding, so all rows run in one ``explain``
+    call. With occlusion, the attribution of dimension ``k`` is then ``0 - distance(z with z_k removed)``:
     minus how far removing it moves the output, so the most negative value is the most
     influential dimension. ``Explanation.extras["effect"]`` holds that distance, positive.
 
@@ -153,17 +152,12 @@ class LatentAttribution:
         run = dict(random_state=random_state, progress=progress)
         if self.target == "distance":
             references = model.predict(rows).reshape(len(rows), -1).astype(np.float64)
-            parts = [
-                explainer.explain(rows[i : i + 1], target=_distance_to(references[i]), **run)
-                for i in range(len(rows))
-            ]
-            values = np.concatenate([part.values for part in parts])
-            base_values = np.concatenate([part.base_values for part in parts])
-            n_evals = sum(part.n_evals for part in parts) + len(rows)
+            target = _distance_to(references)
         else:
             target = _region_sum(region) if self.target == "region" else self.target
-            whole = explainer.explain(rows, target=target, **run)
-            values, base_values, n_evals = whole.values, whole.base_values, whole.n_evals
+        whole = explainer.explain(rows, target=target, **run)
+        values, base_values = whole.values, whole.base_values
+        n_evals = whole.n_evals + (len(rows) if self.target == "distance" else 0)
         extras = {"effect": -values} if self.method == "occlusion" and self.target == "distance" else {}
         params = {
             "decoder_method": self.method,
@@ -186,12 +180,14 @@ class LatentAttribution:
         )
 
 
-def _distance_to(reference: np.ndarray):
-    def distance(outputs: np.ndarray) -> np.ndarray:
+def _distance_to(references: np.ndarray):
+    """The squared distance of each decoded row to its own explained row's decoding."""
+
+    def distance(outputs: np.ndarray, owners: np.ndarray) -> np.ndarray:
         flat = outputs.reshape(len(outputs), -1).astype(np.float64)
-        if flat.shape[1] != reference.size:
-            raise ParameterError(f"decoded rows have {flat.shape[1]} values, the reference {reference.size}")
-        return ((flat - reference) ** 2).sum(axis=1)
+        if flat.shape[1] != references.shape[1]:
+            raise ParameterError(f"decoded rows have {flat.shape[1]} values, the reference {references.shape[1]}")
+        return ((flat - references[owners]) ** 2).sum(axis=1)
 
     return distance
 

@@ -266,3 +266,17 @@ def test_load_of_a_text_file(tmp_path):
 def test_explanation_is_frozen(explanation):
     with pytest.raises(AttributeError):
         explanation.method = "other"
+
+
+def test_a_target_callable_of_outputs_and_owners_sees_each_rows_source(linear):
+    x = np.random.default_rng(3).normal(size=(4, 4)).astype(np.float32)
+    classes = np.array([2, 0, 1, 2])
+    by_class = ae.Occlusion(linear.proto, window=(1,)).explain(x, target=list(classes))
+    by_owner = ae.Occlusion(linear.proto, window=(1,)).explain(
+        x, target=lambda outputs, owners: outputs[np.arange(len(outputs)), classes[owners]]
+    )
+    np.testing.assert_allclose(by_owner.values, by_class.values, rtol=1e-6)
+    np.testing.assert_allclose(by_owner.base_values, by_class.base_values, rtol=1e-6)
+    # a second argument with a default is not the owners
+    scaled = ae.Occlusion(linear.proto, window=(1,)).explain(x, target=lambda outputs, scale=2.0: scale * outputs[:, 0])
+    np.testing.assert_allclose(scaled.base_values, 2.0 * (x @ linear.W + linear.b)[:, 0], rtol=1e-5)

@@ -147,7 +147,9 @@ class Explainer:
             Rows of the explained input; one row may be given without its batch axis.
         target : int, tuple, list, "predicted" or callable, default "predicted"
             What to explain: a class index for every row, one per row, the predicted class,
-            or ``f(outputs) -> ndarray of shape (batch,)`` for any other scalar.
+            or ``f(outputs) -> ndarray of shape (batch,)`` for any other scalar; a callable
+            with two required arguments is called ``f(outputs, owners)``, ``owners[i]`` being
+            the explained row that output row ``i`` perturbs.
         output : str or int, optional
             The model output to explain; by default the first floating-point one.
         input : str, optional

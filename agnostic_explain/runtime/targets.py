@@ -44,11 +44,14 @@ class Target:
     indices : ndarray of shape (n_rows, k) or None
         For each explained row, an index into the output's non-batch axes.
     function : callable or None
-        ``function(outputs) -> ndarray of shape (batch,)`` for custom targets.
+        ``function(outputs) -> ndarray of shape (batch,)`` for custom targets, or
+        ``function(outputs, owners)`` when it needs the explained row each output row
+        perturbs (a distance to that row's own unperturbed output, say).
     """
 
     indices: np.ndarray | None
     function: Callable | None = None
+    with_owners: bool = False
 
     def select(self, outputs: np.ndarray, owners: np.ndarray) -> np.ndarray:
         """Scalars of shape (batch,) from outputs of shape (batch, ...).
@@ -56,7 +59,8 @@ class Target:
         ``owners[i]`` is the explained row that produced output row ``i``.
         """
         if self.function is not None:
-            scalars = np.asarray(self.function(outputs), dtype=np.float64)
+            found = self.function(outputs, owners) if self.with_owners else self.function(outputs)
+            scalars = np.asarray(found, dtype=np.float64)
             if scalars.shape != (outputs.shape[0],):
                 raise TargetError(
                     f"target callable must return one scalar per row, shape ({outputs.shape[0]},), "
@@ -96,7 +100,7 @@ def resolve(target, outputs: np.ndarray, *, output_name: str = "output") -> Targ
     """
     n_rows, item_shape = outputs.shape[0], outputs.shape[1:]
     if callable(target):
-        return Target(indices=None, function=target)
+        return Target(indices=None, function=target, with_owners=_takes_owners(target))
     if target is None:
         if int(np.prod(item_shape)) != 1:
             raise TargetError(
@@ -147,3 +151,16 @@ def _one_index(item, item_shape: tuple, output_name: str) -> tuple:
                 f"{item_shape} per row (valid: 0..{size - 1})"
             )
     return tuple(int(value) % size for value, size in zip(index, item_shape))
+
+
+def _takes_owners(function) -> bool:
+    """Whether a target callable takes ``(outputs, owners)`` rather than ``(outputs)``."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature take the outputs only
+        return False
+    required = [p for p in parameters
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    return len(required) >= 2
