@@ -130,9 +130,9 @@ def _target_sentence(row) -> str:
 
 # -- images -------------------------------------------------------------------------------
 def _image_sentences(row) -> list[str]:
-    from .plot.image import heat_and_picture
+    from .plot.image import heat_map
 
-    heat = heat_and_picture(row)[0]  # the (H, W) map the overlay draws
+    heat = heat_map(row)  # the (H, W) map the overlay draws
     positive = np.clip(heat, 0.0, None)
     mass = float(positive.sum())
     if mass <= 0.0:

@@ -49,9 +49,9 @@ def channel_summed_maps(explanation) -> np.ndarray:
 
     A row that is not an image (1-D) gives a map of shape (1, n_features).
     """
-    from ..plot.image import heat_and_picture
+    from ..plot.image import heat_map
 
-    return np.stack([heat_and_picture(explanation[row])[0] for row in range(len(explanation))])
+    return np.stack([heat_map(explanation[row]) for row in range(len(explanation))])
 
 
 def pointing_game(explanation, boxes_or_masks, *, tolerance=0) -> PointingResult:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..errors import ParameterError
-from .image import draw_overlay, heat_and_picture, heat_limit, new_figure, show_picture, target_text
+from .image import draw_overlay, heat_and_picture, heat_limit, heat_map, new_figure, show_picture, target_text
 
 __all__ = ["compare"]
 
@@ -63,7 +63,7 @@ def compare(explanations, index=0, *, names=None, ncols=None, signed=True, share
     if not isinstance(ncols, int) or isinstance(ncols, bool) or ncols < 1:
         raise ParameterError(f"ncols must be a positive int or None, got {ncols!r}")
     rows = [explanation[index] for explanation in explanations]
-    heats = [heat_and_picture(row, preprocessing)[0] for row in rows]
+    heats = [heat_map(row, preprocessing) for row in rows]
     limit = diverging = None
     if shared_scale:  # one colormap and range, so that the one colorbar reads every panel
         limit = max(heat_limit(heat) for heat in heats)

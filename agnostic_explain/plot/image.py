@@ -174,20 +174,28 @@ def draw_overlay(explanation, index, *, ax, signed, alpha, cmap, colorbar, title
     return ax
 
 
-def heat_and_picture(row, preprocessing=None) -> tuple[np.ndarray, np.ndarray]:
-    """One row's channel-summed attributions (H, W) and its input for display, (H, W) or (H, W, 3).
+def heat_map(row, preprocessing=None) -> np.ndarray:
+    """One row's attributions summed over the image channels: (H, W), or (1, n) for a 1-D row.
 
     ``row`` is an Explanation of one row; ``preprocessing`` defaults to ``row.preprocessing``.
+    Metrics and summaries read this map; the plots draw it.
     """
     if preprocessing is None:
         preprocessing = row.preprocessing or {}
     values, data = np.asarray(row.values[0], dtype=np.float64), np.asarray(row.data[0])
     channel_axis = _channel_axis(data.shape, preprocessing.get("layout"))
     heat = _channel_sum(values, data.shape, channel_axis, fixed=bool(preprocessing.get("layout")))
+    return heat[None, :] if heat.ndim == 1 else heat
+
+
+def heat_and_picture(row, preprocessing=None) -> tuple[np.ndarray, np.ndarray]:
+    """One row's :func:`heat_map` and its input for display, (H, W) or (H, W, 3)."""
+    if preprocessing is None:
+        preprocessing = row.preprocessing or {}
+    data = np.asarray(row.data[0])
+    channel_axis = _channel_axis(data.shape, preprocessing.get("layout"))
     picture = _display_image(data, channel_axis if data.ndim == 3 else None, preprocessing)
-    if heat.ndim == 1:
-        heat = heat[None, :]
-    return heat, picture
+    return heat_map(row, preprocessing), picture
 
 
 def heat_limit(heat: np.ndarray) -> float:
