@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import ParameterError, require
+from .runtime.fused import Blend
 
 __all__ = ["Background", "coalition_values", "summarize", "validate_background"]
 
@@ -186,6 +187,21 @@ def coalition_values(
     values[:, full] = problem.base_values[:, None]
     if total:
         owners = np.arange(total) // per_row
-        scores = problem.evaluate(total, make_rows, owners, desc=desc)
+        scores = problem.evaluate(total, make_rows, owners, desc=desc, blend=_coalition_blend(
+            mask, replacement.astype(rows.dtype, copy=False), run, per_row, n_background))
         values[:, ~full] = scores.reshape(n_rows, len(run), n_background) @ weights
     return values
+
+
+def _coalition_blend(mask, replacement, run, per_row: int, n_background: int) -> Blend:
+    """Coalitions as group flags over the background rows, for a fused graph."""
+    shared = len(replacement) == 1
+    fill = np.ascontiguousarray(replacement.reshape((-1,) + replacement.shape[2:]))
+
+    def compact(start: int, stop: int) -> dict:
+        owner, rest = np.divmod(np.arange(start, stop), per_row)
+        coalition, drawn = np.divmod(rest, n_background)
+        index = drawn if shared else owner * n_background + drawn
+        return {"keep": run[coalition], "fill_index": index.astype(np.int64)}
+
+    return Blend("groups", fill, compact, segments=mask)

@@ -91,18 +91,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def _runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--device-id", default="0", help="CUDA device ordinal")
+    parser.add_argument("--device-id", default="0", help="CUDA device ordinal, or several (0,1) to shard across")
     parser.add_argument("--batch-size", default="auto", help="rows per model call, or auto")
+    parser.add_argument("--fuse", choices=["auto", "on", "off"], default="auto",
+                        help="compose perturbations inside the graph (auto: on CUDA)")
+    parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp32", help="fp16 runs a half-precision copy")
+    parser.add_argument("--cuda-graph", action="store_true", help="capture and replay CUDA graphs")
 
 
 def _load(args):
     from .runtime import load
 
+    ids = [_integer(part, "--device-id") for part in args.device_id.split(",")]
     return load(
         args.model,
         providers=args.provider,
-        device_id=_integer(args.device_id, "--device-id"),
+        device_id=ids[0] if len(ids) == 1 else ids,
         batch_size="auto" if args.batch_size == "auto" else _integer(args.batch_size, "--batch-size"),
+        fuse={"auto": "auto", "on": True, "off": False}[args.fuse],
+        precision=args.precision,
+        cuda_graph=args.cuda_graph,
     )
 
 

@@ -6,8 +6,9 @@ import numpy as np
 
 from .. import masks
 from ..errors import ParameterError
+from ..runtime.fused import Blend
 from .base import Explainer, Problem
-from .baselines import baseline_rows
+from .baselines import baseline_rows, fill_index, fill_rows
 
 
 class FeatureAblation(Explainer):
@@ -89,7 +90,17 @@ class FeatureAblation(Explainer):
             hit = mask[own] == ablated.reshape((-1,) + (1,) * (rows.ndim - 1))
             return np.where(hit, baseline[own], rows[own])
 
-        scores = problem.evaluate(total, make_rows, owners, desc="feature ablation")
+        fill, shared_fill = fill_rows(baseline)
+
+        def compact(start: int, stop: int) -> dict:
+            own = owners[start:stop]
+            keep = np.ones((stop - start, n_groups), dtype=bool)
+            keep[np.arange(stop - start), groups[start:stop]] = False
+            found = {"keep": keep, "fill_index": fill_index(shared_fill, own)}
+            return found if shared else dict(found, segment_index=own)
+
+        blend = Blend("groups" if shared else "groups_per_row", fill, compact, segments=mask)
+        scores = problem.evaluate(total, make_rows, owners, desc="feature ablation", blend=blend)
         group_values = np.zeros((n_rows, n_groups), dtype=np.float64)
         group_values[owners, groups] = problem.base_values[owners].astype(np.float64) - scores
         if shared:

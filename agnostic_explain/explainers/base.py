@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..explanation import Explanation, _jsonable
 from ..runtime.batching import Feeds, evaluate
+from ..runtime.fused import Blend, evaluate_fused, fusion_refused
 from ..runtime.model import Model
 from ..runtime.session import load
 from ..runtime.targets import OUTPUT_TRANSFORMS, Target, resolve, transform
@@ -56,6 +57,8 @@ class Problem:
     progress: bool | None
     rng: np.random.Generator
     n_evals: int = 0
+    #: the shape of one row of the explained output
+    output_shape: tuple = ()
     extras: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     context: dict = field(default_factory=dict)
@@ -66,16 +69,24 @@ class Problem:
 
     def evaluate(
         self, n: int, make_rows: Callable[[int, int], np.ndarray], owners: np.ndarray, desc: str,
-        *, model: Model | None = None, feeds: Feeds | None = None,
+        *, model: Model | None = None, feeds: Feeds | None = None, blend: Blend | None = None,
     ) -> np.ndarray:
         """Target scalars, shape (n,), for ``n`` perturbed rows built by ``make_rows(start, stop)``.
 
         ``owners[i]`` is the explained row that perturbed row ``i`` belongs to. All methods
         go through this one batching path (see :func:`agnostic_explain.runtime.batching.evaluate`).
         ``model`` and ``feeds`` run the rows through another model with the same output
-        instead (the tail of a split model, fed activations).
+        instead (the tail of a split model, fed activations). ``blend`` describes the same
+        rows compactly: a model that fuses perturbations composes them in the graph instead
+        (see :mod:`agnostic_explain.runtime.fused`), and ``params["fused"]`` says which ran.
         """
         self.n_evals += n
+        if model is None and blend is not None:
+            refused = fusion_refused(self, blend)
+            scores = evaluate_fused(self, n, blend, owners, desc) if refused is None else None
+            self.params["fused"] = scores is not None
+            if scores is not None:
+                return scores
         return evaluate(
             model or self.model,
             feeds or self.feeds,
@@ -185,6 +196,7 @@ class Explainer:
             progress=progress,
             rng=np.random.default_rng(random_state),
             n_evals=n,
+            output_shape=outputs.shape[1:],
             context=context,
         )
         values = self._attribute(problem)

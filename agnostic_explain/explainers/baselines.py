@@ -48,3 +48,18 @@ def blur(rows: np.ndarray) -> np.ndarray:
         channel = 0 if row_shape[0] in (1, 3, 4) else (2 if row_shape[2] in (1, 3, 4) else None)
     sigma = [0.0] + [0.0 if axis == channel else max(1.0, size / 32) for axis, size in enumerate(row_shape)]
     return gaussian_filter(rows.astype(np.float64), sigma=sigma, mode="reflect")
+
+
+def fill_rows(baseline: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The distinct rows of a :func:`baseline_rows` result, for a fused graph's fill input.
+
+    Returns the baseline as one row when every explained row shares it (a broadcast view),
+    else one row per explained row, and whether it is shared.
+    """
+    shared = baseline.strides[0] == 0
+    return np.ascontiguousarray(baseline[:1] if shared else baseline), shared
+
+
+def fill_index(shared: bool, owners: np.ndarray) -> np.ndarray:
+    """Which fill row each perturbed row uses: row 0 when shared, else its owner's."""
+    return np.zeros(len(owners), dtype=np.int64) if shared else owners.astype(np.int64)

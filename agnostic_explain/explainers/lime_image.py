@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import masks
 from ..errors import ParameterError
+from ..runtime.fused import Blend
 from ..surrogates import fit_local, lime_kernel
 from .base import Explainer, Problem
 from .lime_tabular import check_lime_params
@@ -150,6 +151,7 @@ class LimeImage(Explainer):
             lambda a, b: _compose_range(rows, fills, row_masks, z, a, b),
             np.repeat(np.arange(n_rows), n_samples),
             desc="lime",
+            blend=_blend(rows, fills, row_masks, z),
         ).reshape(n_rows, n_samples)
         distances = binary_cosine_distance(z, counts)
         fit = fit_local(
@@ -215,6 +217,18 @@ def _fills(rows, segments, row_masks, channel, hide_color) -> np.ndarray:
         return fills.reshape(rows.shape).astype(rows.dtype)
     fills = fills.reshape((n_rows, -1) + segments.shape[1:])
     return np.moveaxis(fills, 1, channel + 1).astype(rows.dtype)
+
+
+def _blend(rows, fills, row_masks, z) -> Blend:
+    """The samples as superpixel on/off flags per explained row, for a fused graph."""
+    n_samples = z.shape[1]
+
+    def compact(start: int, stop: int) -> dict:
+        owners, samples = np.divmod(np.arange(start, stop), n_samples)
+        return {"keep": z[owners, samples], "fill_index": owners, "segment_index": owners}
+
+    segments = np.ascontiguousarray(np.broadcast_to(row_masks, rows.shape), dtype=np.int64)
+    return Blend("groups_per_row", np.ascontiguousarray(fills), compact, segments=segments)
 
 
 def _compose_range(rows, fills, row_masks, z, start, stop) -> np.ndarray:

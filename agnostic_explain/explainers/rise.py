@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
+from ..runtime.fused import Blend
 from .base import Explainer, Problem
-from .baselines import baseline_rows
+from .baselines import baseline_rows, fill_index, fill_rows
 
 #: bytes of upsampled masks (float64) held at once while summing the saliency, by default
 _SUM_BUDGET = 64 << 20
@@ -118,7 +119,21 @@ class Rise(Explainer):
             return batch
 
         total = n_rows * n_masks
-        scores = problem.evaluate(total, make_rows, np.arange(total) // n_masks, desc="rise")
+        blend = None
+        if len(plane) == 2:
+            fill, shared = fill_rows(baseline)
+
+            def compact(start: int, stop: int) -> dict:
+                owners, ids = np.divmod(np.arange(start, stop), n_masks)
+                return {
+                    "grid": grids[ids].astype(np.float32),
+                    "weights_0": axis_weights(plane[0], cells, shifts[ids, 0]),
+                    "weights_1": axis_weights(plane[1], cells, shifts[ids, 1]),
+                    "fill_index": fill_index(shared, owners),
+                }
+
+            blend = Blend("separable", fill, compact, channel_axis=channel)
+        scores = problem.evaluate(total, make_rows, np.arange(total) // n_masks, desc="rise", blend=blend)
         scores = scores.reshape(n_rows, n_masks).astype(np.float64)
         pixels = int(np.prod(plane))
         chunk = self.batch_masks or max(1, _SUM_BUDGET // (8 * pixels))

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError, InputShapeError, OutOfMemoryError, ParameterError
 from .specs import TensorSpec, conform, require_finite
+from .tuning import recall, remember
 
 #: input and output bytes one batch may hold when the batch size is chosen automatically
 MEMORY_BUDGET = 256 << 20
@@ -178,7 +179,11 @@ class BatchSizer:
         requested = model.batch_size if requested is None else requested
         largest = MAX_LARGE_ROW_BATCH if row_bytes > LARGE_ROW_BYTES else MAX_AUTO_BATCH
         self.cap = max(1, min(largest, MEMORY_BUDGET // row_bytes))
-        learned = model.tuned_batch_sizes.get(key) if requested == "auto" else None
+        learned = None
+        if requested == "auto":
+            learned = model.tuned_batch_sizes.get(key) or recall(model, key)
+            if learned:
+                model.tuned_batch_sizes[key] = learned
         if requested != "auto":
             if not isinstance(requested, (int, np.integer)) or isinstance(requested, bool) or requested < 1:
                 raise ParameterError(f"batch_size must be a positive int or 'auto', got {requested!r}")
@@ -224,6 +229,7 @@ class BatchSizer:
         self.size = max(size for size, value in self.throughput.items() if value >= _PLATEAU * best)
         self.growing = False
         self.model.tuned_batch_sizes[self.key] = self.size
+        remember(self.model, self.key, self.size)
 
     def halve(self) -> None:
         if self.size == 1:
@@ -231,6 +237,7 @@ class BatchSizer:
         self.size = self.cap = max(1, self.size // 2)
         self.growing = False
         self.model.tuned_batch_sizes[self.key] = self.size
+        remember(self.model, self.key, self.size)
 
 
 def evaluate(
@@ -335,7 +342,7 @@ def _run_padded(model, feeds: dict[str, np.ndarray], batched: set[str], outputs:
     shape is costly (``model.fixed_shapes``). Returns one array per name in ``outputs``.
     """
     if size is None:
-        return model.run(feeds, outputs)
+        return model.run_batch(feeds, batched, outputs)
     n = len(feeds[next(iter(batched))])
     pieces = []
     for start in range(0, n, size):
@@ -343,7 +350,7 @@ def _run_padded(model, feeds: dict[str, np.ndarray], batched: set[str], outputs:
             name: _pad(value[start : start + size], size) if name in batched else value
             for name, value in feeds.items()
         }
-        pieces.append([value[: min(size, n - start)] for value in model.run(piece, outputs)])
+        pieces.append([value[: min(size, n - start)] for value in model.run_batch(piece, batched, outputs)])
     return [np.concatenate(parts, axis=0) for parts in zip(*pieces)]
 
 

@@ -80,6 +80,13 @@ class Model:
             raise InputError(f"run: missing inputs {missing}")
         return self._run(feeds, names)
 
+    def run_batch(self, feeds: dict, batched: set, output_names: list[str]) -> list[np.ndarray]:
+        """Run one batch of the batching loop; ``batched`` names the feeds that carry its rows.
+
+        A model on several devices splits those rows between them (see ShardedModel).
+        """
+        return self.run(feeds, output_names)
+
     def predict(
         self, x, *, input=None, fixed_inputs=None, output=None, batch_size=None, progress=None
     ) -> np.ndarray:

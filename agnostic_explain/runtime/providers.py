@@ -121,3 +121,14 @@ def _prepare_cuda() -> None:
             preload()
         except Exception:  # system-wide CUDA installs need no preloading
             pass
+
+
+def with_cuda_graph(entries: list) -> list:
+    """``entries`` with ``enable_cuda_graph`` set on the CUDA provider (others unchanged)."""
+    return [(name, {**options, "enable_cuda_graph": "1"} if name == CUDA else options) for name, options in entries]
+
+
+def without_cuda_graph(entries: list) -> list:
+    """``entries`` with ``enable_cuda_graph`` removed, for models whose capture fails."""
+    return [(name, {key: value for key, value in options.items() if key != "enable_cuda_graph"})
+            for name, options in entries]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +13,18 @@ import onnxruntime as ort
 
 from ..errors import ModelExecutionError, ModelLoadError, ModelNotFoundError, OutOfMemoryError, ParameterError
 from ..graph.batch import make_batch_dynamic, static_batch_size
+from .binding import Resident, StaticBinding, run_bound
 from .model import Model
-from .providers import CUDA, resolve_providers
+from .precision import PRECISIONS, to_float16
+from .providers import CUDA, resolve_providers, with_cuda_graph, without_cuda_graph
 from .specs import TensorSpec, dtype_from_ort
 
 _MEMORY_MESSAGES = ("out of memory", "failed to allocate", "bad_alloc", "cudaerrormemoryallocation")
 
 
 def load(
-    model, *, providers="auto", device_id: int = 0, batch_size="auto", threads: int | None = None,
-    external_data_dir=None,
+    model, *, providers="auto", device_id=0, batch_size="auto", threads: int | None = None,
+    external_data_dir=None, fuse="auto", precision: str = "fp32", cuda_graph: bool = False,
 ) -> Model:
     """Load a model for explanation.
 
@@ -32,16 +35,29 @@ def load(
         as is), or a numpy function ``f(ndarray) -> ndarray`` (wrapped in CallableModel).
     providers : "auto", "cpu", "cuda" or list
         Execution providers. "auto" uses CUDA when it is present and usable, else the CPU.
-    device_id : int
-        CUDA device ordinal.
+    device_id : int or list of int
+        CUDA device ordinal; a list (``[0, 1]``) opens one session per device and shards every
+        batch across them (see :class:`~agnostic_explain.runtime.sharded.ShardedModel`).
     batch_size : int or "auto"
         Rows per model call. "auto" measures throughput on the first batches and picks a
-        size on the plateau within a memory budget.
+        size on the plateau within a memory budget, remembered per model, provider and row
+        shape (on disk too: see :mod:`agnostic_explain.runtime.tuning`).
     threads : int, optional
         ONNX Runtime intra-op threads; by default ONNX Runtime's choice (one per core).
     external_data_dir : str or os.PathLike, optional
         The folder external weights are read from, for a model given in memory (an edit of
         a model whose weights are external, say); a file's own folder is used otherwise.
+    fuse : "auto", True or False
+        Fuse perturbations into the graph (see :mod:`agnostic_explain.graph.fuse`): methods
+        that support it send the explained rows once and compact masks per batch, and get
+        target scalars back. "auto" fuses on CUDA, where it saves the host-to-device copies.
+    precision : "fp32" or "fp16"
+        "fp16" runs a half-precision copy of the model (inputs and outputs stay float32),
+        made with onnxconverter-common (``pip install agnostic-explain[fp16]``).
+    cuda_graph : bool
+        Capture and replay CUDA graphs (ONNX Runtime's ``enable_cuda_graph``), one per padded
+        batch shape. Falls back to ordinary runs, with a warning, where the model does not
+        allow capture.
 
     Returns
     -------
@@ -61,10 +77,15 @@ def load(
         from .callable import CallableModel
 
         return CallableModel(model, batch_size=64 if batch_size == "auto" else batch_size)
-    return OnnxModel(
-        model, providers=providers, device_id=device_id, batch_size=batch_size, threads=threads,
-        external_data_dir=external_data_dir,
+    settings = dict(
+        providers=providers, batch_size=batch_size, threads=threads, external_data_dir=external_data_dir,
+        fuse=fuse, precision=precision, cuda_graph=cuda_graph,
     )
+    if isinstance(device_id, (list, tuple)):
+        from .sharded import ShardedModel
+
+        return ShardedModel.open(model, device_ids=device_id, **settings)
+    return OnnxModel(model, device_id=device_id, **settings)
 
 
 def read_model(model, external_data_dir=None) -> tuple[onnx.ModelProto, Path | None]:
@@ -151,12 +172,21 @@ class OnnxModel(Model):
     """
 
     def __init__(self, model, *, providers="auto", device_id=0, batch_size="auto", threads=None,
-                 external_data_dir=None, session_config=None):
+                 external_data_dir=None, session_config=None, fuse="auto", precision="fp32", cuda_graph=False):
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ParameterError(f"threads must be a positive int or None, got {threads!r}")
         if batch_size != "auto" and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
             raise ParameterError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
+        if fuse not in ("auto", True, False):
+            raise ParameterError(f"fuse must be 'auto', True or False, got {fuse!r}")
+        if precision not in PRECISIONS:
+            raise ParameterError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if not isinstance(cuda_graph, bool):
+            raise ParameterError(f"cuda_graph must be True or False, got {cuda_graph!r}")
         proto, path = read_model(model, external_data_dir)
+        if precision == "fp16":
+            proto, path = to_float16(proto), None
+        self.fuse, self.precision = fuse, precision
         self.proto = proto
         self.path = path
         self.external_data_dir = path.parent if path is not None else (
@@ -172,11 +202,16 @@ class OnnxModel(Model):
         self.feature_names = _json_names(self.metadata.get("feature_names"))
         self.preprocessing = _json_preprocessing(self.metadata.get("preprocessing"))
         self.static_batch = None
+        if cuda_graph:
+            self._provider_entries = with_cuda_graph(self._provider_entries)
         self.session = self._session_for(proto, path)
+        self._source, self._static = (proto, path), None
         fixed = static_batch_size(proto)
         if fixed is not None:
             self._unfix_batch(proto, path, fixed)
         self.providers = self.session.get_providers()
+        if cuda_graph and self.on_cuda:
+            self._static = StaticBinding(self.session, "cuda", device_id, graph_ids=True)
         symbol = _batch_symbol(self.session.get_inputs())
         self.inputs = _specs(self.session.get_inputs(), symbol)
         self.outputs = _specs(self.session.get_outputs(), symbol)
@@ -197,12 +232,23 @@ class OnnxModel(Model):
         return OnnxModel(
             proto, providers=self._provider_entries, device_id=self.device_id, batch_size=self.batch_size,
             threads=self._threads, external_data_dir=self.external_data_dir,
-            session_config={**self._session_config, **(session_config or {})},
+            session_config={**self._session_config, **(session_config or {})}, fuse=self.fuse,
+            cuda_graph=self._static is not None,
         )
 
     @property
     def on_cuda(self) -> bool:
         return CUDA in self.providers
+
+    @property
+    def device(self) -> str:
+        """Where inputs are bound: "cuda" or "cpu"."""
+        return "cuda" if self.on_cuda else "cpu"
+
+    @property
+    def fuses_perturbations(self) -> bool:
+        """Whether methods that can should compose their perturbations inside the graph."""
+        return self.on_cuda if self.fuse == "auto" else bool(self.fuse)
 
     @property
     def fixed_shapes(self) -> bool:
@@ -217,17 +263,21 @@ class OnnxModel(Model):
     def _unfix_batch(self, proto: onnx.ModelProto, path: Path | None, size: int) -> None:
         """Rewrite a static batch as symbolic, keeping it only if a probe shows rows stay independent."""
         if not _uses_external_data(proto) or self.external_data_dir is not None:
-            candidate = self._session_for(make_batch_dynamic(proto), None)
+            dynamic = make_batch_dynamic(proto)
+            candidate = self._session_for(dynamic, None)
             if _rows_independent(candidate, size):
-                self.session = candidate
+                self.session, self._source = candidate, (dynamic, None)
                 return
         self.static_batch = size
 
     # -- running -------------------------------------------------------------------------
     def _run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
         try:
-            if self.on_cuda:
-                return self._run_bound(feeds, output_names)
+            if self._static is not None:
+                return self._run_static(feeds, output_names)
+            if self.on_cuda or any(isinstance(value, Resident) for value in feeds.values()):
+                # IO binding: only the requested outputs come back, Resident inputs stay put
+                return run_bound(self.session, feeds, output_names, self.device, self.device_id)
             return self.session.run(output_names, feeds)
         except Exception as error:
             message = str(error)
@@ -235,16 +285,21 @@ class OnnxModel(Model):
                 raise OutOfMemoryError(f"ONNX Runtime ran out of memory: {message.splitlines()[0]}") from error
             raise ModelExecutionError(f"ONNX Runtime failed while running the model: {message}") from error
 
-    def _run_bound(self, feeds, output_names):
-        """IO binding: inputs are copied to the device once, only requested outputs come back."""
-        binding = self.session.io_binding()
-        for name, value in feeds.items():
-            device_value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", self.device_id)
-            binding.bind_ortvalue_input(name, device_value)
-        for name in output_names:
-            binding.bind_output(name, "cuda", self.device_id)
-        self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()
+    def _run_static(self, feeds, output_names):
+        """CUDA graphs: fixed buffers per shape; a model that cannot be captured runs without."""
+        try:
+            return self._static.run(feeds, output_names)
+        except Exception as error:
+            if any(text in str(error).lower() for text in _MEMORY_MESSAGES):
+                raise
+            warnings.warn(
+                f"CUDA graph capture failed for this model ({str(error).splitlines()[0][:200]}); "
+                "running without CUDA graphs", RuntimeWarning, stacklevel=4,
+            )
+            self._provider_entries = without_cuda_graph(self._provider_entries)
+            self.session = self._session_for(*self._source)
+            self._static = None
+            return run_bound(self.session, feeds, output_names, self.device, self.device_id)
 
 
 def open_session(model, *, providers, threads=None, session_config=None, external_data_dir=None):

@@ -68,10 +68,14 @@ class Target:
                 )
             return scalars
         flat = outputs.reshape(outputs.shape[0], -1)
-        if self.indices.shape[1] == 0:
-            return flat[:, 0].astype(np.float64)
-        positions = np.ravel_multi_index(tuple(self.indices[owners].T), outputs.shape[1:])
+        positions = self.positions(outputs.shape[1:])[owners]
         return flat[np.arange(len(owners)), positions].astype(np.float64)
+
+    def positions(self, row_shape: tuple) -> np.ndarray:
+        """Flat index of each explained row's target in an output row of ``row_shape``, shape (n_rows,)."""
+        if self.indices.shape[1] == 0:
+            return np.zeros(len(self.indices), dtype=np.int64)
+        return np.ravel_multi_index(tuple(self.indices.T), row_shape).astype(np.int64)
 
     def as_array(self) -> np.ndarray | None:
         """Indices as stored in an Explanation: shape (n_rows,) for class targets."""
