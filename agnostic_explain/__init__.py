@@ -32,6 +32,7 @@ from .generative import LatentAttribution, latent_traversal, sensitivity_map
 from .global_surrogate import GlobalSurrogate
 from .partial_dependence import PartialDependence, partial_dependence
 from .runtime import CallableModel, Model, OnnxModel, TensorSpec, load
+from . import jobs  # noqa: E402 - after the runtime and explainers it uses
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,7 @@ __all__ = sorted(
         "UnitAblation",
         "errors",
         "graph",
+        "jobs",
         "latent_traversal",
         "load",
         "masks",

@@ -79,9 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     from converters.cli import register as register_convert
 
     from .cli_graph import register
+    from .cli_jobs import register as register_jobs
 
     register(commands, common)
     register_convert(commands, common)
+    register_jobs(commands, common)
 
     demo = commands.add_parser("demo", parents=[common], help="explain samples with the embedded digits CNN")
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")

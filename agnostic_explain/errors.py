@@ -18,7 +18,9 @@ and also from the built-in exception a Python user would expect, so that
     │   └── ParityError                      ONNX Runtime and the framework disagree
     ├── ModelExecutionError (RuntimeError)   ONNX Runtime (or a wrapped callable) failed
     │   └── OutOfMemoryError (MemoryError)   even one row does not fit in memory
-    └── MissingDependencyError (ImportError) an optional extra is not installed
+    ├── MissingDependencyError (ImportError) an optional extra is not installed
+    └── JobError (RuntimeError)              a data-set job cannot go on (disk full, a worker failed)
+        └── JobMismatchError (ValueError)    the output folder holds another job's results
 
 Messages name the parameter, the value received and what was expected.
 """
@@ -31,6 +33,8 @@ __all__ = [
     "InputDtypeError",
     "InputError",
     "InputShapeError",
+    "JobError",
+    "JobMismatchError",
     "MissingDependencyError",
     "ModelExecutionError",
     "ModelLoadError",
@@ -102,6 +106,14 @@ class OutOfMemoryError(ModelExecutionError, MemoryError):
 
 class MissingDependencyError(AgnosticExplainError, ImportError):
     """An optional dependency is missing; the message says which extra installs it."""
+
+
+class JobError(AgnosticExplainError, RuntimeError):
+    """A data-set job cannot go on; the chunks it finished stay committed, and a rerun resumes."""
+
+
+class JobMismatchError(JobError, ValueError):
+    """The output folder holds a job with another spec; the message names the fields that differ."""
 
 
 def require(module: str, extra: str):

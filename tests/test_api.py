@@ -48,6 +48,11 @@ DOCTESTED = [
     "agnostic_explain.plot.weights",
     "agnostic_explain.plot.topology",
     "agnostic_explain.data",
+    "agnostic_explain.jobs",
+    "agnostic_explain.jobs.spec",
+    "agnostic_explain.jobs.chunks",
+    "agnostic_explain.jobs.dataset",
+    "agnostic_explain.jobs.worker",
 ]
 
 
@@ -58,7 +63,7 @@ def test_all_is_sorted_and_resolves():
         assert getattr(ae, name) is not None, name
 
 
-@pytest.mark.parametrize("module", ["agnostic_explain.errors", "agnostic_explain.runtime", "agnostic_explain.graph", "agnostic_explain.explainers", "agnostic_explain.data", "agnostic_explain.metrics", "converters"])
+@pytest.mark.parametrize("module", ["agnostic_explain.errors", "agnostic_explain.runtime", "agnostic_explain.graph", "agnostic_explain.explainers", "agnostic_explain.data", "agnostic_explain.metrics", "agnostic_explain.jobs", "converters"])
 def test_subpackage_all_resolves(module):
     imported = importlib.import_module(module)
     for name in imported.__all__:

@@ -246,6 +246,7 @@ def test_fp16_keeps_float32_io_and_attributions_close(torch_cnn):
     assert any(node.op_type == "Cast" for node in half.proto.graph.node)
     reference = ae.Occlusion(full, window=(3, 4, 4)).explain(x, target=1)
     approximate = ae.Occlusion(half, window=(3, 4, 4)).explain(x, target=1)
+    assert approximate.params["precision"] == "fp16" and "precision" not in reference.params
     error = _relative(reference.values, approximate.values)
     assert 0 < error < 2e-2  # fp16 really ran (not identical), and stays close
 

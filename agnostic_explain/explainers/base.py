@@ -201,6 +201,8 @@ class Explainer:
         )
         values = self._attribute(problem)
         params = dict(self._params(), **problem.params, output_transform=output_transform)
+        if getattr(model, "precision", "fp32") != "fp32":
+            params["precision"] = model.precision  # attributions of an fp16 copy differ from fp32's
         if resolved.function is not None:
             params["target"] = f"callable {getattr(resolved.function, '__name__', 'target')}"
         return Explanation(

@@ -1,0 +1,108 @@
+"""The ``explain-dataset`` command of ``agnostic-explain``: a resumable job over a whole data set."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .errors import ParameterError
+
+_EPILOG = (
+    "Rerun the same command after a crash or Ctrl-C to resume: finished chunks are kept. "
+    "Method parameters go in --param, e.g. --param window=[1,2,2] --param n_masks=500, "
+    "or --param background=@background.npy for an array."
+)
+
+
+def register(commands, common) -> None:
+    """Add ``explain-dataset`` to the ``agnostic-explain`` parser."""
+    from .jobs.spec import method_names
+
+    methods = method_names()
+    job = commands.add_parser(
+        "explain-dataset", parents=[common], help="explain every input of a data set into a resumable folder",
+        epilog=_EPILOG,
+    )
+    add = job.add_argument
+    add("model", metavar="MODEL", help="an .onnx file")
+    add("data", metavar="DATA", help="a folder of images or .npy/.npz files, one such file, or a .parquet/.csv table")
+    add("--out", required=True, help="output folder (created; a rerun resumes it)")
+    add("--method", choices=methods, default="occlusion", metavar="METHOD",
+        help=f"attribution method (default occlusion): {', '.join(methods)}")
+    add("--param", action="append", default=[], metavar="KEY=VALUE", help="a method parameter (JSON value)")
+    add("--target", default="predicted", help="a class index, or 'predicted' (default)")
+    add("--output", metavar="NAME_OR_INDEX", help="the explained output (default: first floating one)")
+    add("--output-transform", choices=["softmax", "sigmoid"], help="explain probabilities, not raw outputs")
+    add("--devices", help="workers, comma-separated: cpu, cpu,cpu, cuda:0,cuda:1 (default: every GPU, else cpu)")
+    add("--backend", choices=["local", "ray"], default="local")
+    add("--chunk-size", default="256", help="rows per chunk (default 256)")
+    add("--seed", help="the job's random seed (default: drawn, and kept for resuming)")
+    add("--on-error", choices=["fail", "skip"], default="fail", help="unreadable inputs: stop, or skip and record")
+    add("--no-resume", action="store_true", help="delete the folder's finished chunks and start afresh")
+    add("--threads", help="ONNX Runtime threads per CPU worker")
+    add("--batch-size", default="auto", help="rows per model call, or auto")
+    add("--columns", help="feature columns of a table, comma-separated (default: the model's, else all)")
+    add("--no-progress", action="store_true", help="no progress bar")
+    job.set_defaults(run=_explain_dataset)
+
+
+def _explain_dataset(args) -> int:
+    from .cli import _integer
+    from .jobs import explain_dataset
+
+    params = dict(_param(item) for item in args.param)
+    if args.method == "occlusion" and "window" not in params:
+        params["window"] = _default_window(args.model)
+        print(f"window {params['window']} (default)")
+    spec = {"method": args.method, "params": params, "output_transform": args.output_transform,
+            "target": args.target if args.target == "predicted" else _integer(args.target, "--target")}
+    if args.output is not None:
+        spec["output"] = int(args.output) if args.output.isdigit() else args.output
+    try:
+        summary = explain_dataset(
+            args.model, args.data, spec, out=args.out, devices=args.devices, backend=args.backend,
+            resume=not args.no_resume, chunk_size=_integer(args.chunk_size, "--chunk-size"),
+            random_state=None if args.seed is None else _integer(args.seed, "--seed"), on_error=args.on_error,
+            progress=False if args.no_progress else None,
+            threads=None if args.threads is None else _integer(args.threads, "--threads"),
+            batch_size="auto" if args.batch_size == "auto" else _integer(args.batch_size, "--batch-size"),
+            columns=[name.strip() for name in args.columns.split(",")] if args.columns else None,
+        )
+    except KeyboardInterrupt:
+        print(f"interrupted; finished chunks are kept in {args.out}; run the same command to resume", file=sys.stderr)
+        return 130
+    resumed = f", {summary.chunks_resumed} found finished" if summary.chunks_resumed else ""
+    print(f"explained {summary.n_rows} rows in {summary.n_chunks} chunks ({summary.chunks_run} run now{resumed}) "
+          f"in {summary.seconds:.1f} s")
+    if summary.skipped:
+        shown = ", ".join(item["key"] for item in summary.skipped[:3])
+        print(f"skipped {len(summary.skipped)} unreadable input(s): {shown}{', ...' if len(summary.skipped) > 3 else ''}")
+    print(f"wrote {summary.manifest_path} and the chunks in {summary.out / 'chunks'}")
+    return 0
+
+
+def _param(item: str):
+    key, separator, text = item.partition("=")
+    if not separator or not key:
+        raise ParameterError(f"--param: expected KEY=VALUE such as window=[1,2,2], got {item!r}")
+    if text.startswith("@"):
+        from .io import read_array
+
+        return key, read_array(text[1:])
+    try:
+        return key, json.loads(text)
+    except ValueError:
+        return key, text  # a bare word, such as a segmentation name
+
+
+def _default_window(model) -> list[int]:
+    from .cli import default_window
+    from .io import infer_layout
+    from .runtime import load
+
+    probe = load(model, providers="cpu", threads=1)
+    row = tuple(probe.input_spec().row_shape() or ())
+    if not all(isinstance(size, int) for size in row):
+        raise ParameterError(f"--param window=...: the model's rows {row} are not of static size; give the window")
+    layout = (probe.preprocessing or {}).get("layout") or infer_layout(row)
+    return list(default_window(row, layout))
