@@ -320,11 +320,3 @@ def test_bad_arguments_name_the_parameter(kwargs, match, digits, tmp_path):
     with pytest.raises(ParameterError, match=match):
         jobs.explain_dataset(DEFAULT_MODEL_PATH, **arguments)
 
-
-@pytest.mark.parametrize("module", ["jobs", "jobs.spec", "jobs.chunks", "jobs.dataset", "jobs.worker"])
-def test_doctests(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(f"agnostic_explain.{module}"), verbose=False)
-    assert result.attempted > 0 and result.failed == 0
