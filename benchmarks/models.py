@@ -313,3 +313,49 @@ def tiny_cnn(seed=0):
             nn.Linear(8, 5),
         )
     return model.eval()
+
+
+def tabular_mlp(seed=0, steps=150):
+    """A PyTorch MLP (30-64-32-2) trained on scikit-learn's breast-cancer data, standardised.
+
+    The first 400 rows (in a seeded shuffle) train it with full-batch Adam; it reaches about
+    97% accuracy on the other 169.
+
+    Parameters
+    ----------
+    seed : int, default=0
+        Seed of the shuffle and the weight initialisation.
+    steps : int, default=150
+        Adam steps (a fraction of a second).
+
+    Returns
+    -------
+    module : torch.nn.Module
+        Eval-mode model mapping float32 (n_rows, 30) to two logits (n_rows, 2).
+    train : ndarray of shape (400, 30), dtype float32
+    test : ndarray of shape (169, 30), dtype float32
+
+    Examples
+    --------
+    >>> module, train, test = tabular_mlp(steps=5)
+    >>> module(torch.from_numpy(test[:3])).shape
+    torch.Size([3, 2])
+    """
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    features, labels = load_breast_cancer(return_X_y=True)
+    features = StandardScaler().fit_transform(features).astype(np.float32)
+    order = np.random.default_rng(seed).permutation(len(features))
+    train, test = order[:400], order[400:]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        module = nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 2))
+        optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
+        x, y = torch.from_numpy(features[train]), torch.from_numpy(labels[train])
+        for _ in range(steps):
+            loss = nn.functional.cross_entropy(module(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return module.eval(), features[train], features[test]

@@ -190,7 +190,7 @@ def _check_free_names(graph) -> None:
 
 
 def _constants() -> list:
-    """Shape constants: ``[-1]`` for flattening, and the channel axis for Unsqueeze."""
+    """Shape constants: ``[-1]`` for flattening, and axis 1 for the target column."""
     return [
         helper.make_tensor("ae_minus_one", TensorProto.INT64, [1], [-1]),
         helper.make_tensor("ae_axis_1", TensorProto.INT64, [1], [1]),

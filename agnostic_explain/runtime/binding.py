@@ -44,13 +44,6 @@ class Resident:
             self._copies[key] = ort.OrtValue.ortvalue_from_numpy(self.array, device, device_id)
         return self._copies[key]
 
-    def __len__(self) -> int:
-        return len(self.array)
-
-    @property
-    def shape(self) -> tuple:
-        return self.array.shape
-
 
 def run_bound(session: ort.InferenceSession, feeds: dict, output_names: list[str], device: str, device_id: int):
     """Run ``session`` through an IO binding on ``device`` ("cuda" or "cpu").
