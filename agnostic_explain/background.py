@@ -198,7 +198,7 @@ def coalition_values(
     values[:, full] = problem.base_values[:, None]
     if total:
         owners = np.arange(total) // per_row
-        scores = problem.evaluate(total, make_rows, owners, desc=desc, blend=_coalition_blend(
+        scores = problem.evaluate(total, make_rows, owners, desc=desc, blend=lambda: _coalition_blend(
             mask, replacement.astype(rows.dtype, copy=False), run, per_row, n_background))
         values[:, ~full] = scores.reshape(n_rows, len(run), n_background) @ weights
     return values

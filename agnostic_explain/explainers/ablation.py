@@ -90,16 +90,16 @@ class FeatureAblation(Explainer):
             hit = mask[own] == ablated.reshape((-1,) + (1,) * (rows.ndim - 1))
             return np.where(hit, baseline[own], rows[own])
 
-        fill, shared_fill = fill_rows(baseline)
-
         def compact(start: int, stop: int) -> dict:
             own = owners[start:stop]
             keep = np.ones((stop - start, n_groups), dtype=bool)
             keep[np.arange(stop - start), groups[start:stop]] = False
-            found = {"keep": keep, "fill_index": fill_index(shared_fill, own)}
+            found = {"keep": keep, "fill_index": fill_index(baseline.strides[0] == 0, own)}
             return found if shared else dict(found, segment_index=own)
 
-        blend = Blend("groups" if shared else "groups_per_row", fill, compact, segments=mask)
+        def blend() -> Blend:
+            return Blend("groups" if shared else "groups_per_row", fill_rows(baseline)[0], compact, segments=mask)
+
         scores = problem.evaluate(total, make_rows, owners, desc="feature ablation", blend=blend)
         group_values = np.zeros((n_rows, n_groups), dtype=np.float64)
         group_values[owners, groups] = problem.base_values[owners].astype(np.float64) - scores

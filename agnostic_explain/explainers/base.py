@@ -69,21 +69,21 @@ class Problem:
 
     def evaluate(
         self, n: int, make_rows: Callable[[int, int], np.ndarray], owners: np.ndarray, desc: str,
-        *, model: Model | None = None, feeds: Feeds | None = None, blend: Blend | None = None,
+        *, model: Model | None = None, feeds: Feeds | None = None, blend: Callable[[], Blend] | None = None,
     ) -> np.ndarray:
         """Target scalars, shape (n,), for ``n`` perturbed rows built by ``make_rows(start, stop)``.
 
         ``owners[i]`` is the explained row that perturbed row ``i`` belongs to. All methods
         go through this one batching path (see :func:`agnostic_explain.runtime.batching.evaluate`).
         ``model`` and ``feeds`` run the rows through another model with the same output
-        instead (the tail of a split model, fed activations). ``blend`` describes the same
-        rows compactly: a model that fuses perturbations composes them in the graph instead
+        instead (the tail of a split model, fed activations). ``blend()`` describes the same
+        rows compactly (called only when used): a model that fuses perturbations composes them in the graph instead
         (see :mod:`agnostic_explain.runtime.fused`), and ``params["fused"]`` says which ran.
         """
         self.n_evals += n
         if model is None and blend is not None:
             refused = fusion_refused(self, blend)
-            scores = evaluate_fused(self, n, blend, owners, desc) if refused is None else None
+            scores = evaluate_fused(self, n, blend(), owners, desc) if refused is None else None
             self.params["fused"] = scores is not None
             if scores is not None:
                 return scores

@@ -151,7 +151,7 @@ class LimeImage(Explainer):
             lambda a, b: _compose_range(rows, fills, row_masks, z, a, b),
             np.repeat(np.arange(n_rows), n_samples),
             desc="lime",
-            blend=_blend(rows, fills, row_masks, z),
+            blend=lambda: _blend(rows, fills, row_masks, z),
         ).reshape(n_rows, n_samples)
         distances = binary_cosine_distance(z, counts)
         fit = fit_local(

@@ -89,8 +89,9 @@ class Occlusion(Explainer):
 
         total = n_windows * len(rows)
         owners = np.arange(total) // n_windows
-        blend = window_blend(rows.shape[1:], slices, baseline)
-        scores = problem.evaluate(total, make_rows, owners, desc="occlusion", blend=blend)
+        scores = problem.evaluate(
+            total, make_rows, owners, desc="occlusion", blend=lambda: window_blend(rows.shape[1:], low, high, baseline)
+        )
         drops = (problem.base_values[:, None] - scores.reshape(len(rows), n_windows)).astype(np.float64)
         values = np.zeros(rows.shape, dtype=np.float64)
         counts = np.zeros(rows.shape[1:], dtype=np.float64)
@@ -101,22 +102,22 @@ class Occlusion(Explainer):
         return (values / counts).astype(np.float32)
 
 
-def window_blend(row_shape: tuple, slices: list, baseline: np.ndarray) -> Blend:
+def window_blend(row_shape: tuple, low: np.ndarray, high: np.ndarray, baseline: np.ndarray) -> Blend:
     """The windows as groups of cells, for a fused graph: one bool per cell per perturbation.
 
-    Every window edge cuts each axis, so each window is a box of whole cells: for 224x224
-    windows of 16 at stride 8, 28x28 cells, 784 bools per row instead of 150,528 floats.
+    ``low`` and ``high`` of shape (n_windows, rank) bound the windows per axis. Every window
+    edge cuts each axis, so each window is a box of whole cells: for 224x224 windows of 16 at
+    stride 8, 28x28 cells, 784 bools per row instead of 150,528 floats.
     """
     rank = len(row_shape)
-    edges = [np.unique([0, size] + [regions[axis].start for regions in slices] + [regions[axis].stop for regions in slices])
-             for axis, size in enumerate(row_shape)]
+    edges = [np.unique(np.concatenate([[0, size], low[:, axis], high[:, axis]])) for axis, size in enumerate(row_shape)]
     counts = [len(cuts) - 1 for cuts in edges]
     cell_of = [np.searchsorted(cuts, np.arange(size), side="right") - 1 for cuts, size in zip(edges, row_shape)]
     segments = np.ravel_multi_index(np.meshgrid(*cell_of, indexing="ij"), counts).astype(np.int64)
-    low = np.array([[np.searchsorted(edges[axis], regions[axis].start) for axis in range(rank)] for regions in slices])
-    high = np.array([[np.searchsorted(edges[axis], regions[axis].stop) for axis in range(rank)] for regions in slices])
+    low = np.stack([np.searchsorted(edges[axis], low[:, axis]) for axis in range(rank)], axis=1)
+    high = np.stack([np.searchsorted(edges[axis], high[:, axis]) for axis in range(rank)], axis=1)
     fill, shared = fill_rows(baseline)
-    n_windows = len(slices)
+    n_windows = len(low)
 
     def compact(start: int, stop: int) -> dict:
         owners, windows = np.divmod(np.arange(start, stop), n_windows)

@@ -119,8 +119,7 @@ class Rise(Explainer):
             return batch
 
         total = n_rows * n_masks
-        blend = None
-        if len(plane) == 2:
+        def blend() -> Blend:
             fill, shared = fill_rows(baseline)
 
             def compact(start: int, stop: int) -> dict:
@@ -132,8 +131,11 @@ class Rise(Explainer):
                     "fill_index": fill_index(shared, owners),
                 }
 
-            blend = Blend("separable", fill, compact, channel_axis=channel)
-        scores = problem.evaluate(total, make_rows, np.arange(total) // n_masks, desc="rise", blend=blend)
+            return Blend("separable", fill, compact, channel_axis=channel)
+
+        scores = problem.evaluate(
+            total, make_rows, np.arange(total) // n_masks, desc="rise", blend=blend if len(plane) == 2 else None
+        )
         scores = scores.reshape(n_rows, n_masks).astype(np.float64)
         pixels = int(np.prod(plane))
         chunk = self.batch_masks or max(1, _SUM_BUDGET // (8 * pixels))

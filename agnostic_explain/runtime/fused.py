@@ -60,8 +60,8 @@ class Blend:
     channel_axis: int | None = None
 
 
-def fusion_refused(problem, blend: Blend | None) -> str | None:
-    """Why ``problem`` runs unfused (a sentence), or None when it fuses."""
+def fusion_refused(problem, blend) -> str | None:
+    """Why ``problem`` runs unfused (a sentence), or None when it fuses; ``blend`` may be None."""
     model = problem.model
     if blend is None or not getattr(model, "fuses_perturbations", False):
         return "the model does not fuse perturbations" if blend is not None else "the method gives no blend"
