@@ -224,7 +224,8 @@ def describe_machine(device: str) -> dict:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
         if commit.returncode == 0:
-            info["commit"] = commit.stdout.strip()
+            changed = subprocess.run(["git", "-C", root, "diff", "--quiet", "HEAD", "--", "agnostic_explain"], timeout=10)
+            info["commit"] = commit.stdout.strip() + (" + uncommitted changes" if changed.returncode == 1 else "")
     except (OSError, subprocess.SubprocessError):
         pass
     return info

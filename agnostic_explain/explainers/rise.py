@@ -40,8 +40,10 @@ class Rise(Explainer):
     p_keep : float, default 0.5
         Probability that a cell is kept, in (0, 1].
     batch_masks : int, optional
-        Masks upsampled at once while summing the saliency (they are upsampled again then,
-        so that only the small grids stay in memory). None takes as many as fit in 64 MiB.
+        Masks upsampled at once while summing the saliency. None takes as many as fit in
+        64 MiB. Masks of all rows that fit in 64 MiB together are upsampled once and kept;
+        larger ones are upsampled per batch and again for the sum, so that only the small
+        grids stay in memory.
     baseline : float, array_like, "mean" or "blur", default 0.0
         What the masked-out part of a row fades to (see :class:`Occlusion`).
 
@@ -105,9 +107,14 @@ class Rise(Explainer):
             None if axis == channel else slice(None) for axis in range(rows.ndim - 1)
         )
 
+        pixels = int(np.prod(plane))
+        # Small masks (digits, tabular rows) are upsampled once and kept for every row and the
+        # saliency sum; large ones (224x224 images) again per batch, so memory stays at the grids.
+        kept = upsample(grids, shifts, plane) if 4 * n_masks * pixels <= _SUM_BUDGET else None
+
         def make_rows(start: int, stop: int) -> np.ndarray:
             owners, ids = np.divmod(np.arange(start, stop), n_masks)
-            masks = upsample(grids[ids], shifts[ids], plane)[with_channel]
+            masks = (kept[ids] if kept is not None else upsample(grids[ids], shifts[ids], plane))[with_channel]
             batch = rows[owners]  # fancy indexing copies; the blend below works in place on it
             if zero_baseline:
                 batch *= masks
@@ -137,13 +144,12 @@ class Rise(Explainer):
             total, make_rows, np.arange(total) // n_masks, desc="rise", blend=blend if len(plane) == 2 else None
         )
         scores = scores.reshape(n_rows, n_masks).astype(np.float64)
-        pixels = int(np.prod(plane))
         chunk = self.batch_masks or max(1, _SUM_BUDGET // (8 * pixels))
         saliency = np.zeros((n_rows, pixels), dtype=np.float64)
         for begin in range(0, n_masks, chunk):
             end = min(begin + chunk, n_masks)
-            masks = upsample(grids[begin:end], shifts[begin:end], plane).reshape(end - begin, pixels)
-            saliency += scores[:, begin:end] @ masks.astype(np.float64)
+            masks = kept[begin:end] if kept is not None else upsample(grids[begin:end], shifts[begin:end], plane)
+            saliency += scores[:, begin:end] @ masks.reshape(end - begin, pixels).astype(np.float64)
         saliency /= n_masks * float(self.p_keep)
         saliency = saliency.reshape((n_rows,) + plane)[with_channel]
         return np.ascontiguousarray(np.broadcast_to(saliency, rows.shape), dtype=np.float32)
