@@ -9,6 +9,7 @@ batches, feeds the other inputs, runs the model, and reduces each batch of outpu
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -294,16 +295,19 @@ def evaluate(
     sizer = BatchSizer(model, (feeds.name, feeds.rows.shape[1:]), feeds.row_bytes(model, names), batch_size)
     batched = feeds.batched_names()
     show = progress if progress is not None else sys.stderr.isatty()
-    bar = tqdm(total=n, desc=desc, unit="row", disable=not show, delay=0 if progress else 2.0, leave=False)
 
     def build(start: int, stop: int):
         own = owners[start:stop]
         return own, feeds.batch(make_rows(start, stop), own)
 
-    results, start, pending = [], 0, None
+    results, start, pending, producer = [], 0, None, None
     # One producer thread builds the next batch while the runtime, which releases the GIL,
-    # runs the current one.
-    with bar, ThreadPoolExecutor(max_workers=1) as producer:
+    # runs the current one. It and the progress bar start only when needed: a call of one
+    # small batch (a few digits, say) would otherwise spend more on them than on the model.
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(
+            tqdm(total=n, desc=desc, unit="row", delay=0 if progress else 2.0, leave=False)
+        ) if show else None
         while start < n:
             if pending is not None and pending[0] == start:
                 _, stop, future = pending
@@ -314,6 +318,8 @@ def evaluate(
             pending = None
             if stop < n:
                 ahead = stop + sizer.next(n - stop)
+                if producer is None:
+                    producer = stack.enter_context(ThreadPoolExecutor(max_workers=1))
                 pending = (stop, ahead, producer.submit(build, stop, ahead))
             pad_to = model.static_batch or (sizer.size if model.fixed_shapes and not sizer.growing else None)
             began = time.perf_counter()
@@ -327,7 +333,8 @@ def evaluate(
             outputs = [np.moveaxis(value, spec.batch_axis, 0) if spec.batch_axis else value
                        for value, spec in zip(outputs, out_specs)]
             results.append(reduce(outputs if several else outputs[0], own))
-            bar.update(stop - start)
+            if bar is not None:
+                bar.update(stop - start)
             start = stop
     sizer.finish()
     if isinstance(results[0], tuple):
