@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 #: model name -> domain; the ratio target depends on the domain (the issue's targets)
 DOMAINS = {
     "tabular_mlp": "tabular",
+    "tabular_gbdt": "tabular",
     "digits_cnn": "image",
     "efficientnet_lite0": "image",
     "text_transformer": "text",
@@ -45,6 +46,8 @@ class Case:
         Names in :data:`benchmarks.peers.PEERS`.
     sweep : str, optional
         The n_samples sweep this case belongs to.
+    tag : str, optional
+        Appended to the name, to tell apart cases that differ only in ``rows``.
     """
 
     method: str
@@ -53,6 +56,7 @@ class Case:
     rows: int = 1
     peers: tuple = ()
     sweep: str | None = None
+    tag: str = ""
 
     @property
     def domain(self) -> str:
@@ -70,7 +74,7 @@ class Case:
     @property
     def name(self) -> str:
         size = f"-n{self.n_samples}" if self.n_samples is not None else ""
-        return f"{self.method.lower()}-{self.model}{size}"
+        return f"{self.method.lower()}-{self.model}{size}" + (f"-{self.tag}" if self.tag else "")
 
     def describe(self) -> str:
         """Parameters in one short line, for the table."""
@@ -81,6 +85,7 @@ class Case:
 
 def _full() -> list:
     tab, text, digits, cnn = "tabular_mlp", "text_transformer", "digits_cnn", "efficientnet_lite0"
+    gbdt = "tabular_gbdt"
     cases = [
         Case("KernelShap", tab, {"nsamples": 2048}, 100, ("shap", "captum_kernel_shap"), sweep="kernel_shap-tabular"),
         Case("LimeTabular", tab, {"num_samples": 5000}, 100, ("lime_tabular",)),
@@ -93,6 +98,16 @@ def _full() -> list:
         Case("Rise", digits, {"n_masks": 1000, "cells": 4}, 10, ("dianna_rise",)),
         Case("LimeImage", digits, {"num_samples": 1000}, 10, ("lime_image",)),
         Case("AblationCam", digits, {}, 10),
+        # the same at 100 rows: per-call costs (checks, the unperturbed run, the result) no longer weigh
+        Case("Occlusion", digits, {"window": (1, 2, 2), "stride": (1, 1, 1)}, 100, tag="100rows"),
+        Case("Rise", digits, {"n_masks": 1000, "cells": 4}, 100, tag="100rows"),
+        Case("LimeImage", digits, {"num_samples": 1000}, 100, tag="100rows"),
+        Case("AblationCam", digits, {}, 100, tag="100rows"),
+        # a gradient-boosted model of 300 trees: microseconds per row, as tabular models in use are
+        Case("KernelShap", gbdt, {"nsamples": 2048}, 20, ("shap",)),
+        Case("LimeTabular", gbdt, {"num_samples": 5000}, 20, ("lime_tabular",)),
+        Case("FeatureAblation", gbdt, {"baseline": 0.0}, 100),
+        Case("ShapleySampling", gbdt, {"n_permutations": 25, "baseline": 0.0}, 20),
         Case("Occlusion", cnn, {"window": (3, 16, 16), "stride": (3, 8, 8)}, 1, ("captum_occlusion",)),
         Case("Rise", cnn, {"n_masks": 1000, "cells": 8}, 1, ("dianna_rise",)),
         Case("LimeImage", cnn, {"num_samples": 1000}, 1, ("lime_image",), sweep="lime_image-efficientnet"),

@@ -92,7 +92,8 @@ def markdown(results: dict, out: Path, plots: list) -> str:
         "",
         "Model-bound: the rows a method evaluates, run through plain `session.run` at the model's best batch size "
         "(a sweep on the same provider; Ablation-CAM: its head rows on the full model plus its tail rows on the "
-        "split-off tail). Ours: median of the warm calls, cold first call in brackets. Ratio: the median of "
+        "split-off tail; tabular models: the very rows the method evaluated, recorded from one extra call, "
+        "since a tree ensemble's cost depends on the row; other models: the explained row repeated). Ours: median of the warm calls, cold first call in brackets. Ratio: the median of "
         "(warm call / model-bound run measured right before it). Peers ran once each on the same model "
         "function (Captum on the PyTorch source, the others on the ONNX model); 'x' is how many times longer "
         "they took than ours; 'agree' compares their attributions with ours: the max relative difference where "

@@ -115,6 +115,29 @@ def _tabular(folder: Path) -> None:
              background=train[:N_BACKGROUND])
 
 
+def _gbdt(folder: Path) -> None:
+    import warnings
+
+    from lightgbm import LGBMClassifier
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    from converters import from_lightgbm
+
+    # the tabular MLP's data and split (benchmarks.models.tabular_mlp), 300 trees of 31 leaves
+    features, labels = load_breast_cancer(return_X_y=True)
+    features = StandardScaler().fit_transform(features).astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(features))
+    train, test = features[order[:400]], features[order[400:]]
+    model = LGBMClassifier(n_estimators=300, num_leaves=31, learning_rate=0.05, random_state=0, verbose=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(train, labels[order[:400]])
+        from_lightgbm(model, train[:20], path=folder / "model.onnx")
+    np.savez(folder / "data.npz", x=test[:100], target=np.ones(100, np.int64), train=train,
+             background=train[:N_BACKGROUND])
+
+
 def _text(folder: Path) -> None:
     import torch
 
@@ -138,8 +161,9 @@ def _digits(folder: Path) -> None:
     shutil.copyfile(DEFAULT_MODEL_PATH, folder / "model.onnx")
     images, _ = load_samples()
     logits = ae.load(str(DEFAULT_MODEL_PATH), providers="cpu").predict(images)
-    np.savez(folder / "data.npz", x=images, target=logits.argmax(axis=1).astype(np.int64),
-             segments=masks.grid(images.shape[2:], 2))
+    # the ten samples, then repeated to 100 rows for the 100-row cases
+    np.savez(folder / "data.npz", x=np.tile(images, (10, 1, 1, 1)),
+             target=np.tile(logits.argmax(axis=1).astype(np.int64), 10), segments=masks.grid(images.shape[2:], 2))
 
 
 def _efficientnet(folder: Path) -> None:
@@ -157,6 +181,7 @@ def _efficientnet(folder: Path) -> None:
 
 _BUILDERS = {
     "tabular_mlp": _tabular,
+    "tabular_gbdt": _gbdt,
     "text_transformer": _text,
     "digits_cnn": _digits,
     "efficientnet_lite0": _efficientnet,

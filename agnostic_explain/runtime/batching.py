@@ -29,6 +29,9 @@ MAX_AUTO_BATCH = 1 << 16
 #: network's activations are tens of times its input, and CPU memory has no soft failure
 LARGE_ROW_BYTES = 64 << 10
 MAX_LARGE_ROW_BATCH = 128
+#: bytes a token id stands for in the memory budget (an embedding of 64 float32, a small
+#: width): 48 tokens count as 12 KiB, so batches start at 64 rows; 512 tokens are a large row
+EMBEDDED_BYTES = 256
 #: a size counts as an improvement when its throughput beats the best so far by this factor
 _IMPROVES = 1.03
 #: sizes in a row that may fail to improve before growth stops (throughput measurements are noisy)
@@ -130,8 +133,14 @@ class Feeds:
         return {self.name} | {name for name, (_, spec) in self.fixed.items() if spec.batch_axis is not None}
 
     def row_bytes(self, model, outputs) -> int:
-        """Bytes one row moves in and out of the model, for the memory budget."""
-        total = self.rows[0].nbytes + sum(value[0].nbytes for value, spec in self.fixed.values() if spec.batch_axis is not None)
+        """Bytes one row moves in and out of the model, for the memory budget.
+
+        Token ids (an integer explained input) count ``EMBEDDED_BYTES`` each: they index
+        embeddings, and a transformer's activations are hundreds of times its input: a text
+        model starts at tens of rows per batch, not thousands like a tabular one.
+        """
+        explained = self.rows[0].size * EMBEDDED_BYTES if self.rows.dtype.kind in "iu" else self.rows[0].nbytes
+        total = explained + sum(value[0].nbytes for value, spec in self.fixed.values() if spec.batch_axis is not None)
         for name in [outputs] if isinstance(outputs, str) else outputs:
             out = model.output_spec(name)
             if out.shape is not None and all(isinstance(dim, int) for dim in out.row_shape()):
