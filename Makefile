@@ -21,8 +21,11 @@ $(VENV)/.test: $(VENV)/.base
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# DIANNA (a peer in the benchmarks) requires onnxruntime, which must not sit beside onnxruntime-gpu:
+# it goes in without its declared dependencies.
 $(VENV)/.bench: $(VENV)/.test
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m pip install --quiet --no-deps dianna xarray
 	touch $@
 
 demo: $(VENV)/.base
@@ -32,7 +35,7 @@ test: $(VENV)/.test
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.bench
-	$(BIN)/python benchmarks/occlusion.py
+	$(BIN)/python -m benchmarks run --device $(if $(DEVICE),$(DEVICE),cpu) --suite full
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

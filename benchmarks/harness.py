@@ -240,6 +240,11 @@ def measure(case: Case, options: Options) -> dict:
     if case.method == "AblationCam":
         record["n_evals_head"] = int(explanation.extras["n_evals_head"])
         record["n_evals_tail"] = int(explanation.extras["n_evals_tail"])
+    if options.precision == "fp16":
+        # the same call on the fp32 model, same seed: how far half precision moves the attributions
+        full = build_explainer(case, ae.load(data.path, providers=options.device), data)
+        reference = full.explain(x, target=target, random_state=options.repeats, progress=False).values
+        record["fp16_error"] = float(np.abs(made[-1].values - reference).max() / max(np.abs(reference).max(), 1e-30))
     record["peers"] = run_peers(case, options, data, x, target, made, bound_model, best_size) if options.peers else []
     for peer in record["peers"]:
         if "seconds" in peer:

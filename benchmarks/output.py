@@ -125,8 +125,9 @@ def _row(case: dict) -> str:
     mark = "✓" if ratio <= case["target_ratio"] else "✗"
     peers = "<br>".join(_peer(peer) for peer in case.get("peers", [])) or "—"
     memory = f"{case['peak_rss_ours_mib']:.0f} / {case['peak_rss_case_mib']:.0f} ({case['start_rss_mib']:.0f})"
+    precision = f"<br>fp16 error {case['fp16_error']:.1e}" if "fp16_error" in case else ""
     return (f"| {label} | {rows} | {_seconds(case['bound_median_s'])} (batch {case['best_batch']}) | "
-            f"{_seconds(case['ours_median_s'])} ({_seconds(case['ours_cold_s'])}) | "
+            f"{_seconds(case['ours_median_s'])} ({_seconds(case['ours_cold_s'])}){precision} | "
             f"{ratio:.2f} {mark} ({case['target_ratio']}) | {peers} | {memory} |")
 
 
@@ -197,7 +198,7 @@ def plot_efficiency(results: dict):
              and (not case.get("sweep") or case["n_samples"] == largest[case["sweep"]])]
     figure = Figure(figsize=(8, 0.42 * len(cases) + 1.6), layout="constrained")
     ax = figure.subplots()
-    labels = [f"{case['method']} · {case['model']}" for case in cases]
+    labels = [f"{case['method']} · {case['model']} · {case['rows']} row{'s' * (case['rows'] != 1)}" for case in cases]
     ratios = [case["ratio_median"] for case in cases]
     ax.barh(range(len(cases)), ratios, color=[_COLORS[case["domain"]] for case in cases])
     for index, ratio in enumerate(ratios):
