@@ -76,11 +76,11 @@ def fusion_refused(problem, blend) -> str | None:
     return None
 
 
-def evaluate_fused(problem, n: int, blend: Blend, owners: np.ndarray, desc: str) -> np.ndarray:
+def evaluate_fused(problem, n: int, blend: Blend, owners: np.ndarray, desc: str) -> np.ndarray | None:
     """Target scalars, shape (n,), of ``n`` perturbed rows composed in the graph.
 
-    Falls back to None when the graph cannot be fused (an old opset, say); the caller then
-    builds the rows in numpy. A model loaded with ``fuse=True`` warns when that happens.
+    Returns None when the graph cannot be fused (an old opset, say); the caller then builds
+    the rows in numpy. A model loaded with ``fuse=True`` warns when that happens.
     """
     select = problem.target.indices is not None
     try:
