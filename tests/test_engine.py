@@ -298,3 +298,18 @@ def test_cli_engine_flags(capsys, tmp_path, digits):
     assert main(base + ["--out", str(tmp_path / "bad"), "--device-id", "0,x"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--device-id" in err
+
+
+def test_short_calls_go_on_measuring_until_the_batch_size_settles():
+    proto = build_image_linear(channels=3, height=32, width=32).proto  # 12 KiB rows: growth starts at 64
+    rows = np.random.default_rng(6).normal(size=(150, 3, 32, 32)).astype(np.float32)
+    model = ae.load(proto, providers="cpu", threads=1)
+    expected = rows.reshape(150, -1) @ build_image_linear(channels=3, height=32, width=32).W
+    calls = 0
+    while not model.tuned_batch_sizes and calls < 40:
+        np.testing.assert_allclose(model.predict(rows), expected, rtol=1e-4, atol=1e-4)
+        calls += 1
+    # one call of 150 rows cannot time two sizes (three full batches each); a few calls do
+    assert model.tuned_batch_sizes and 2 <= calls < 40
+    (size,) = model.tuned_batch_sizes.values()
+    assert size >= 64 and model._batch_growth == {}

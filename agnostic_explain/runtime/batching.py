@@ -206,6 +206,10 @@ class BatchSizer:
             self.size, self.growing = min(start, self.cap), True
         self.throughput: dict[int, float] = {}
         self._runs, self._rows, self._seconds, self._misses = 0, 0, 0.0, 0
+        resumed = _growth(model).get(key) if self.growing else None
+        if resumed is not None:  # an earlier call too short to compare two sizes: go on from there
+            self.size, throughput, self._misses, self._runs, self._rows, self._seconds = resumed
+            self.throughput = dict(throughput)
 
     def next(self, remaining: int) -> int:
         return max(1, min(self.size, remaining))
@@ -230,15 +234,25 @@ class BatchSizer:
         self._settle()
 
     def finish(self) -> None:
-        """At the end of a call: keep what growing found, if it compared two sizes at least."""
+        """At the end of a call: keep what growing found, if it compared two sizes at least.
+
+        Otherwise the next call on the model goes on growing from where this one stopped, so
+        that calls too short to measure alone (a few hundred rows of a text model) still
+        settle after a few calls.
+        """
         if self.growing and len(self.throughput) >= 2:
             self._settle()
+        elif self.growing:
+            _growth(self.model)[self.key] = (
+                self.size, dict(self.throughput), self._misses, self._runs, self._rows, self._seconds
+            )
 
     def _settle(self) -> None:
         best = max(self.throughput.values())
         self.size = max(size for size, value in self.throughput.items() if value >= _PLATEAU * best)
         self.growing = False
         self.model.tuned_batch_sizes[self.key] = self.size
+        _growth(self.model).pop(self.key, None)
         remember(self.model, self.key, self.size)
 
     def halve(self) -> None:
@@ -248,6 +262,12 @@ class BatchSizer:
         self.growing = False
         self.model.tuned_batch_sizes[self.key] = self.size
         remember(self.model, self.key, self.size)
+
+
+def _growth(model) -> dict:
+    """Growth unfinished by earlier calls, per sizer key: the size, the throughput per size
+    compared, the misses, and the runs, rows and seconds measured so far at the size."""
+    return model.__dict__.setdefault("_batch_growth", {})
 
 
 def evaluate(
