@@ -247,6 +247,7 @@ def test_fp16_keeps_float32_io_and_attributions_close(torch_cnn):
     reference = ae.Occlusion(full, window=(3, 4, 4)).explain(x, target=1)
     approximate = ae.Occlusion(half, window=(3, 4, 4)).explain(x, target=1)
     assert approximate.params["precision"] == "fp16" and "precision" not in reference.params
+    assert ae.AblationCam(half).explain(x, target=1).params["precision"] == "fp16"  # split parts stay fp16
     error = _relative(reference.values, approximate.values)
     assert 0 < error < 2e-2  # fp16 really ran (not identical), and stays close
 

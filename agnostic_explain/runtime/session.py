@@ -229,12 +229,14 @@ class OnnxModel(Model):
 
         ``session_config`` adds ONNX Runtime session config entries (``{"key": "value"}``).
         """
-        return OnnxModel(
+        derived = OnnxModel(
             proto, providers=self._provider_entries, device_id=self.device_id, batch_size=self.batch_size,
             threads=self._threads, external_data_dir=self.external_data_dir,
             session_config={**self._session_config, **(session_config or {})}, fuse=self.fuse,
             cuda_graph=self._static is not None,
         )
+        derived.precision = self.precision  # an edit of an fp16 copy is one too; it is not converted again
+        return derived
 
     @property
     def on_cuda(self) -> bool:
