@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agnostic_explain.explanation import _jsonable  # the one numpy-to-JSON conversion
 from benchmarks.cases import Case
 from benchmarks.common import (
     BATCH_SIZES, bound_run, model_throughput, paired_runs, probe_providers, split_parts, sweep_providers,
@@ -337,18 +338,6 @@ def _current_rss_mib() -> float:
     except OSError:
         pass
     return float("nan")
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
 
 
 def options_dict(options: Options) -> dict:

@@ -314,3 +314,18 @@ def test_short_calls_go_on_measuring_until_the_batch_size_settles():
     assert model.tuned_batch_sizes and 2 <= calls < 40
     (size,) = model.tuned_batch_sizes.values()
     assert size >= 64 and model._batch_growth == {}
+
+
+def test_fuse_true_warns_whatever_keeps_a_problem_unfused():
+    """Every reason a forced fusion falls back (here a static batch, before any graph edit) warns."""
+    from conftest import build_reshape_static
+
+    case = build_reshape_static(batch=2)
+    model = ae.load(case.proto, providers="cpu", fuse=True)
+    assert model.static_batch == 2
+    x = np.random.default_rng(7).normal(size=(3, 4)).astype(np.float32)
+    with pytest.warns(RuntimeWarning, match="batch size is fixed at 2"):
+        explanation = ae.FeatureAblation(model).explain(x, target=0)
+    assert explanation.params["fused"] is False
+    quiet = ae.FeatureAblation(ae.load(case.proto, providers="cpu")).explain(x, target=0)
+    np.testing.assert_array_equal(explanation.values, quiet.values)

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..explanation import Explanation, _jsonable
 from ..runtime.batching import Feeds, evaluate
-from ..runtime.fused import Blend, evaluate_fused, fusion_refused
+from ..runtime.fused import Blend, evaluate_fused
 from ..runtime.model import Model
 from ..runtime.session import load
 from ..runtime.targets import OUTPUT_TRANSFORMS, Target, resolve, transform
@@ -82,8 +82,7 @@ class Problem:
         """
         self.n_evals += n
         if model is None and blend is not None:
-            refused = fusion_refused(self, blend)
-            scores = evaluate_fused(self, n, blend(), owners, desc) if refused is None else None
+            scores = evaluate_fused(self, n, blend, owners, desc)
             self.params["fused"] = scores is not None
             if scores is not None:
                 return scores

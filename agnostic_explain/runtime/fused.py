@@ -23,7 +23,7 @@ from .batching import Feeds, _to_model_layout, evaluate
 from .binding import Resident
 from .targets import transform
 
-__all__ = ["Blend", "evaluate_fused", "fusion_refused"]
+__all__ = ["Blend", "evaluate_fused"]
 
 #: keys of ``Blend.compact`` batches and the fused graph inputs they feed
 _COMPACT = {
@@ -60,11 +60,9 @@ class Blend:
     channel_axis: int | None = None
 
 
-def fusion_refused(problem, blend) -> str | None:
-    """Why ``problem`` runs unfused (a sentence), or None when it fuses; ``blend`` may be None."""
+def _refusal(problem) -> str | None:
+    """Why ``problem`` cannot run fused (a sentence), or None."""
     model = problem.model
-    if blend is None or not getattr(model, "fuses_perturbations", False):
-        return "the model does not fuse perturbations" if blend is not None else "the method gives no blend"
     if not hasattr(model, "derive"):
         return "the model is not an ONNX graph"
     if model.static_batch is not None:
@@ -76,18 +74,27 @@ def fusion_refused(problem, blend) -> str | None:
     return None
 
 
-def evaluate_fused(problem, n: int, blend: Blend, owners: np.ndarray, desc: str) -> np.ndarray | None:
+def evaluate_fused(problem, n: int, blend, owners: np.ndarray, desc: str) -> np.ndarray | None:
     """Target scalars, shape (n,), of ``n`` perturbed rows composed in the graph.
 
-    Returns None when the graph cannot be fused (an old opset, say); the caller then builds
-    the rows in numpy. A model loaded with ``fuse=True`` warns when that happens.
+    ``blend()`` returns the :class:`Blend`. Returns None when the model does not fuse
+    perturbations, or when this problem cannot be fused (an old opset, a batch axis that is
+    not first, ...); the caller then builds the rows in numpy. A model loaded with
+    ``fuse=True`` warns then, naming the reason.
     """
+    if not getattr(problem.model, "fuses_perturbations", False):
+        return None
     select = problem.target.indices is not None
-    try:
-        fused = _fused_model(problem, blend, select)
-    except ParameterError as error:
+    reason = _refusal(problem)
+    if reason is None:
+        blend = blend()
+        try:
+            fused = _fused_model(problem, blend, select)
+        except ParameterError as error:
+            reason = str(error)
+    if reason is not None:
         if problem.model.fuse is True:
-            warnings.warn(f"fuse=True, but this model runs unfused: {error}", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"fuse=True, but this model runs unfused: {reason}", RuntimeWarning, stacklevel=3)
         return None
     feeds = FusedFeeds(problem.feeds, blend, problem.target.positions(problem.output_shape) if select else None)
     if select:
