@@ -8,10 +8,8 @@
 (2, 1, 8, 8)
 """
 
-from . import errors
-from . import graph, masks, metrics, report, summary
+from . import errors, graph, jobs, metrics, report
 from .activations import Activations, LayerActivations
-from .background import Background, summarize
 from .explainers import (
     AblationCam,
     Explainer,
@@ -21,18 +19,24 @@ from .explainers import (
     LimeTabular,
     LimeText,
     Occlusion,
-    PermutationImportance,
     Rise,
     ScoreCam,
     ShapleySampling,
     UnitAblation,
 )
 from .explanation import Explanation
-from .generative import LatentAttribution, latent_traversal, sensitivity_map
-from .global_surrogate import GlobalSurrogate
-from .partial_dependence import PartialDependence, partial_dependence
+from .inspection import (
+    GlobalSurrogate,
+    LatentAttribution,
+    PartialDependence,
+    PermutationImportance,
+    latent_traversal,
+    partial_dependence,
+    sensitivity_map,
+)
+from .perturbation import Background, masks, summarize
+from .report import summary
 from .runtime import CallableModel, Model, OnnxModel, TensorSpec, load
-from . import jobs  # noqa: E402 - after the runtime and explainers it uses
 
 __version__ = "0.1.0"
 

@@ -106,7 +106,7 @@ class Explanation:
 
     def report(self, path, **kwargs) -> Path:
         """Write a self-contained HTML report of this explanation; see :func:`agnostic_explain.report.write_report`."""
-        from .report import write_report
+        from .report.html import write_report
 
         return write_report([self], path, **kwargs)
 

@@ -12,31 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, InputShapeError, ParameterError
+from .layout import infer_layout
 from .runtime.specs import TensorSpec
 
 __all__ = ["infer_layout", "read_array", "read_input"]
 
 LAYOUTS = ("nchw", "nhwc")
-_CHANNELS = (1, 3, 4)
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
-
-
-def infer_layout(row_shape) -> str | None:
-    """``"nchw"`` or ``"nhwc"`` for a 3-D row whose first or last axis has 1, 3 or 4 channels.
-
-    Channels first wins when both ends could be channels; None when the row is not 3-D or
-    neither end looks like a channel axis.
-
-    >>> infer_layout((3, 224, 224)), infer_layout((224, 224, 3)), infer_layout((10,))
-    ('nchw', 'nhwc', None)
-    """
-    if row_shape is None or len(row_shape) != 3:
-        return None
-    if row_shape[0] in _CHANNELS:
-        return "nchw"
-    if row_shape[2] in _CHANNELS:
-        return "nhwc"
-    return None
 
 
 def read_array(path, *, key: str | None = None, prefer: str | None = None) -> np.ndarray:

@@ -84,7 +84,7 @@ def main(out_dir, *, seed: int = 0) -> dict:
         ``discriminator_rise`` (Explanations), and the written ``paths``.
     """
     import agnostic_explain as ae
-    from agnostic_explain.generative import LatentAttribution
+    from agnostic_explain.inspection.generative import LatentAttribution
     from agnostic_explain.plot.generative import traversal_grid
     from converters import from_torch
 

@@ -8,7 +8,7 @@ import pytest
 import agnostic_explain as ae
 from agnostic_explain.errors import ParameterError
 from agnostic_explain.explainers.ablation import FeatureAblation
-from agnostic_explain.masks import column_groups, grid
+from agnostic_explain.perturbation.masks import column_groups, grid
 
 F32 = {"rtol": 1e-5, "atol": 1e-5}
 RTOL, ATOL = 1e-4, 1e-5

@@ -16,11 +16,12 @@ from onnx import helper
 from PIL import Image
 
 import agnostic_explain as ae
-from agnostic_explain.cli import default_window, main
+from agnostic_explain.cli import main
+from agnostic_explain.explainers.occlusion import default_window
 from agnostic_explain.data import DEFAULT_MODEL_PATH, DEFAULT_SAMPLES_PATH, load_samples
 from agnostic_explain.explanation import Explanation
 from agnostic_explain.runtime.providers import cuda_usable
-from agnostic_explain.summary import summarize_explanation
+from agnostic_explain.report.summary import summarize_explanation
 
 MODEL = str(DEFAULT_MODEL_PATH)
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

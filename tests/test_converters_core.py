@@ -31,8 +31,8 @@ def _y(linear, x):
 
 def test_importing_the_package_and_converters_imports_no_framework():
     code = (
-        "import sys, agnostic_explain, agnostic_explain.cli, converters, converters.cli\n"
-        "agnostic_explain.cli._parser()\n"
+        "import sys, agnostic_explain, agnostic_explain.cli, agnostic_explain.cli.convert, converters\n"
+        "agnostic_explain.cli.app._parser()\n"
         f"print([name for name in {FRAMEWORKS!r} if name in sys.modules])"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -110,7 +110,7 @@ def test_convert_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_framework_is_inferred_from_the_source(tmp_path):
-    from converters.cli import framework_of
+    from agnostic_explain.cli.convert import framework_of
 
     assert framework_of(tmp_path, None) == "tensorflow"
     assert framework_of(tmp_path / "m.keras", None) == "keras"

@@ -16,7 +16,7 @@ from conftest import float_input, make_model, weights
 from onnx import helper
 
 from agnostic_explain.errors import InputShapeError, ParameterError
-from agnostic_explain.generative import LatentAttribution, latent_traversal, sensitivity_map
+from agnostic_explain.inspection.generative import LatentAttribution, latent_traversal, sensitivity_map
 from agnostic_explain.plot.generative import traversal_grid
 
 LATENT, HIDDEN, PIXELS = 4, 16, 64

@@ -19,7 +19,7 @@ from sklearn.tree import DecisionTreeRegressor  # noqa: E402
 
 import agnostic_explain as ae  # noqa: E402
 from agnostic_explain.errors import InputError, InputShapeError, ParameterError  # noqa: E402
-from agnostic_explain.global_surrogate import GlobalSurrogate, simplify_path  # noqa: E402
+from agnostic_explain.inspection.global_surrogate import GlobalSurrogate, simplify_path  # noqa: E402
 from converters.sklearn import from_sklearn  # noqa: E402
 
 from conftest import build_linear, build_sum_of_squares  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import agnostic_explain as ae
-from agnostic_explain.background import Background, summarize, validate_background
+from agnostic_explain.perturbation.background import Background, summarize, validate_background
 from agnostic_explain.errors import ParameterError
 from agnostic_explain.explainers.kernel_shap import KernelShap, budget, coalitions
 

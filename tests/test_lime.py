@@ -11,7 +11,7 @@ import agnostic_explain as ae
 from agnostic_explain import masks
 from agnostic_explain.errors import ParameterError
 from agnostic_explain.explainers.lime import LimeImage, LimeTabular, LimeText
-from agnostic_explain.surrogates import fit_local, fit_surrogate, weighted_ridge
+from agnostic_explain.perturbation.surrogates import fit_local, fit_surrogate, weighted_ridge
 
 
 def build_region_energy(size=8, region=(slice(0, 4), slice(0, 4))) -> object:

@@ -8,7 +8,7 @@ import pytest
 
 import agnostic_explain as ae
 from agnostic_explain.errors import InputShapeError, ParameterError
-from agnostic_explain.explainers.baselines import blur
+from agnostic_explain.perturbation.baselines import blur
 from agnostic_explain.metrics.deletion import CurveResult, deletion, insertion, random_attribution, random_curve
 from agnostic_explain.plot.metrics import metric_curves
 from conftest import build_image_linear, build_linear

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import agnostic_explain as ae
-from agnostic_explain.explainers.baselines import blur
+from agnostic_explain.perturbation.baselines import blur
 from agnostic_explain.explainers.occlusion import window_slices
 
 F32 = {"rtol": 1e-5, "atol": 1e-5}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from agnostic_explain.errors import ParameterError, TargetError
-from agnostic_explain.partial_dependence import PartialDependence, grid_from_column, partial_dependence
+from agnostic_explain.inspection.partial_dependence import PartialDependence, grid_from_column, partial_dependence
 from agnostic_explain.plot.dependence import partial_dependence_plot
 from agnostic_explain.runtime import CallableModel
 from tests.conftest import build_linear

@@ -12,8 +12,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 import agnostic_explain as ae
 from agnostic_explain import masks
 from agnostic_explain.errors import ParameterError
-from agnostic_explain.explainers import base, permutation
-from agnostic_explain.explainers.permutation import SCORERS, PermutationImportance
+from agnostic_explain.explainers import base
+from agnostic_explain.inspection import permutation
+from agnostic_explain.inspection.permutation import SCORERS, PermutationImportance
 
 
 # -- models ---------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from agnostic_explain.data import DEFAULT_MODEL_PATH, load_samples
 from agnostic_explain.errors import ParameterError
 from agnostic_explain.explanation import Explanation
 from agnostic_explain.report import write_report
-from agnostic_explain.summary import quadrant_shares, summarize_explanation
+from agnostic_explain.report.summary import quadrant_shares, summarize_explanation
 
 PNG_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 MALICIOUS = "<script>alert(1)</script>"

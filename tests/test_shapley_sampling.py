@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import agnostic_explain as ae
-from agnostic_explain.background import summarize
+from agnostic_explain.perturbation.background import summarize
 from agnostic_explain.errors import ParameterError
 from agnostic_explain.explainers.shapley_sampling import ShapleySampling
 

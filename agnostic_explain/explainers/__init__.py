@@ -6,7 +6,6 @@ from .base import Explainer
 from .kernel_shap import KernelShap
 from .lime import LimeImage, LimeTabular, LimeText
 from .occlusion import Occlusion
-from .permutation import PermutationImportance
 from .rise import Rise
 from .shapley_sampling import ShapleySampling
 from .unit_ablation import UnitAblation
@@ -20,7 +19,6 @@ __all__ = [
     "LimeTabular",
     "LimeText",
     "Occlusion",
-    "PermutationImportance",
     "Rise",
     "ScoreCam",
     "ShapleySampling",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import masks
+from ..perturbation import masks
 from ..errors import ParameterError
 from ..runtime.fused import Blend
 from .base import Explainer, Problem
-from .baselines import baseline_rows, fill_index, fill_rows
+from ..perturbation.baselines import baseline_rows, fill_index, fill_rows
 
 
 class FeatureAblation(Explainer):

@@ -18,7 +18,7 @@ from ..runtime.batching import Feeds, evaluate
 from ..runtime.fused import Blend, evaluate_fused
 from ..runtime.model import Model
 from ..runtime.session import load
-from ..runtime.targets import OUTPUT_TRANSFORMS, Target, resolve, transform
+from ..runtime.targets import OUTPUT_TRANSFORMS, Target, resolve, target_reducer, transform
 
 
 @dataclass
@@ -46,6 +46,9 @@ class Problem:
         into ``Explanation.params``.
     context : dict
         Method-private data handed from :meth:`Explainer._unperturbed` to ``_attribute``.
+    checked : object
+        What :meth:`Explainer._check` returned: the method's parameters, validated against
+        the rows, so that ``_attribute`` does not compute them again.
     """
 
     model: Model
@@ -62,6 +65,7 @@ class Problem:
     extras: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     context: dict = field(default_factory=dict)
+    checked: object = None
 
     @property
     def rows(self) -> np.ndarray:
@@ -82,7 +86,11 @@ class Problem:
         """
         self.n_evals += n
         if model is None and blend is not None:
-            scores = evaluate_fused(self, n, blend, owners, desc)
+            scores = evaluate_fused(
+                self.model, self.feeds, n=n, blend=blend, owners=owners, output=self.output, target=self.target,
+                output_transform=self.output_transform, output_shape=self.output_shape, progress=self.progress,
+                desc=desc,
+            )
             self.params["fused"] = scores is not None
             if scores is not None:
                 return scores
@@ -92,7 +100,7 @@ class Problem:
             n=n,
             make_rows=make_rows,
             owners=owners,
-            reduce=lambda outputs, own: self.target.select(transform(outputs, self.output_transform), own),
+            reduce=target_reducer(self.target, self.output_transform),
             output=self.output,
             progress=self.progress,
             desc=desc,
@@ -102,11 +110,25 @@ class Problem:
 class Explainer:
     """Base class: stores parameters; :meth:`explain` does the shared work.
 
-    Subclasses set ``method`` and implement ``_check(problem_rows)`` (optional, validation
-    before any model call) and ``_attribute(problem) -> ndarray`` shaped like ``problem.rows``.
+    The contract of a method:
+
+    - ``method``: its name (``"occlusion"``), as results, the CLI and the jobs spell it;
+    - ``_check(rows)`` (optional): validate the parameters against the explained rows before
+      any model call, and return what was validated (kept as ``problem.checked``);
+    - ``_attribute(problem) -> ndarray`` shaped like ``problem.rows``;
+    - ``_params()``: the parameters recorded in the Explanation;
+    - ``_unperturbed(...)`` (optional): how the explained rows themselves run, for methods that
+      need more than the output from that run (the layer methods read activations too);
+    - ``needs_graph = True`` for methods that edit the ONNX graph;
+    - ``data_params``: the names of constructor parameters that take a data set (a
+      background, training data), which the CLI and jobs read from files.
     """
 
     method = "explainer"
+    #: whether the method edits the ONNX graph (it then refuses models that are not one)
+    needs_graph = False
+    #: constructor parameters that take a data set rather than a setting
+    data_params: tuple[str, ...] = ()
 
     def __init__(self, model):
         self.model = model
@@ -115,8 +137,9 @@ class Explainer:
         """The parameters recorded in the Explanation."""
         return {}
 
-    def _check(self, rows: np.ndarray) -> None:
-        """Validate parameters against the explained rows before the model runs."""
+    def _check(self, rows: np.ndarray):
+        """Validate parameters against the explained rows before the model runs; return them."""
+        return None
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         raise NotImplementedError
@@ -128,6 +151,11 @@ class Explainer:
     def _loaded(self) -> Model:
         if not isinstance(self.model, Model):
             self.model = load(self.model)
+        if self.needs_graph and self.model.proto is None:
+            raise ParameterError(
+                f"model: {type(self).__name__} edits the ONNX graph, so it needs an ONNX model, not "
+                f"{type(self.model).__name__}"
+            )
         return self.model
 
     def _prepare(self, x, input, fixed_inputs, output_transform) -> tuple[Model, Feeds]:
@@ -179,7 +207,7 @@ class Explainer:
         """
         started = time.perf_counter()
         model, feeds = self._prepare(x, input, fixed_inputs, output_transform)
-        self._check(feeds.rows)
+        checked = self._check(feeds.rows)
         output_name = model.output_spec(output).name
         n = len(feeds.rows)
         context: dict = {}
@@ -197,30 +225,48 @@ class Explainer:
             n_evals=n,
             output_shape=outputs.shape[1:],
             context=context,
+            checked=checked,
         )
         values = self._attribute(problem)
         params = dict(self._params(), **problem.params, output_transform=output_transform)
-        if getattr(model, "precision", "fp32") != "fp32":
-            params["precision"] = model.precision  # attributions of an fp16 copy differ from fp32's
         if resolved.function is not None:
             params["target"] = f"callable {getattr(resolved.function, '__name__', 'target')}"
-        return Explanation(
-            values=values,
-            base_values=problem.base_values,
-            data=feeds.rows,
-            target=resolved.as_array(),
-            method=self.method,
-            params=_jsonable(params),
-            n_evals=problem.n_evals,
-            seconds=time.perf_counter() - started,
-            input_name=feeds.name,
-            output_name=output_name,
-            feature_names=model.feature_names,
-            label_names=model.label_names,
-            providers=tuple(getattr(model, "providers", ())),
-            preprocessing=model.preprocessing,
-            extras=problem.extras,
+        return make_explanation(
+            model, values=values, base_values=problem.base_values, data=feeds.rows, target=resolved.as_array(),
+            method=self.method, params=params, n_evals=problem.n_evals, started=started, input_name=feeds.name,
+            output_name=output_name, extras=problem.extras,
         )
+
+
+def make_explanation(model: Model, *, values, base_values, data, target, method: str, params: dict, n_evals: int,
+                     started: float, input_name=None, output_name=None, extras=None, describes_input=True) -> Explanation:
+    """The one place an :class:`Explanation` is built from a model and a method's results.
+
+    It records what the model knows (names, providers, preprocessing, precision) the same way
+    for every method, per-row or data-set level; ``started`` is the ``time.perf_counter()``
+    at the start of the work. ``describes_input=False`` leaves out the model's feature names,
+    label names and preprocessing, for values over something else (a decoder's latent rows).
+    """
+    params = dict(params)
+    if model.precision != "fp32":
+        params["precision"] = model.precision  # attributions of an fp16 copy differ from fp32's
+    return Explanation(
+        values=values,
+        base_values=base_values,
+        data=data,
+        target=target,
+        method=method,
+        params=_jsonable(params),
+        n_evals=n_evals,
+        seconds=time.perf_counter() - started,
+        input_name=input_name,
+        output_name=output_name,
+        feature_names=model.feature_names if describes_input else None,
+        label_names=model.label_names if describes_input else None,
+        providers=tuple(model.providers),
+        preprocessing=model.preprocessing if describes_input else None,
+        extras=dict(extras or {}),
+    )
 
 
 def unperturbed_outputs(model: Model, feeds: Feeds, output: str, output_transform) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io import infer_layout
+from ..layout import channel_axis
 from .base import Problem
 from .layer import LayerExplainer, require_spatial
 from .unit_ablation import UnitAblation, ablate
@@ -122,13 +122,13 @@ def class_activation_map(problem: Problem, activations: np.ndarray, weights: np.
     problem.extras["layer_map"] = low.astype(np.float32)
     problem.extras["channel_weights"] = weights.astype(np.float32)
     rows = problem.rows
-    layout = (problem.model.preprocessing or {}).get("layout") or infer_layout(rows.shape[1:])
+    channel = channel_axis(rows.shape[1:], problem.model.layout)
     if rows.ndim == 4:
-        height, width = rows.shape[2:] if layout != "nhwc" else rows.shape[1:3]
+        height, width = rows.shape[2:] if channel == 0 else rows.shape[1:3]
     else:  # (n, H, W) rows
         height, width = rows.shape[-2:]
     factors = (1, height / low.shape[1], width / low.shape[2])
     full = zoom(low, factors, order=1, grid_mode=True, mode="nearest").astype(np.float32)
     if rows.ndim == 3:
         return full
-    return full[..., None] if layout == "nhwc" else full[:, None]
+    return full[..., None] if channel == 2 else full[:, None]

@@ -7,8 +7,8 @@ from math import comb
 
 import numpy as np
 
-from .. import masks
-from ..background import coalition_values, validate_background
+from ..perturbation import masks
+from ..perturbation.background import coalition_values, validate_background
 from ..errors import ParameterError
 from .base import Explainer, Problem
 

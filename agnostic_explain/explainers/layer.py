@@ -18,7 +18,7 @@ from ..graph.inspect import resolve_tensors, tensors
 from ..graph.source import open_model
 from ..graph.split import cut
 from ..runtime.batching import Feeds, evaluate
-from ..runtime.session import OnnxModel
+from ..runtime.model import Model
 from ..runtime.targets import transform
 from .base import Explainer, Problem
 
@@ -29,8 +29,8 @@ class LayerParts:
 
     layer: str
     chosen_automatically: bool
-    exposed: OnnxModel
-    tail: OnnxModel
+    exposed: Model
+    tail: Model
 
 
 class LayerExplainer(Explainer):
@@ -42,6 +42,7 @@ class LayerExplainer(Explainer):
 
     #: whether an automatically chosen layer must be a spatial 4-D activation
     needs_spatial = False
+    needs_graph = True
 
     def __init__(self, model, layer=None):
         super().__init__(model)
@@ -50,35 +51,25 @@ class LayerExplainer(Explainer):
     def _params(self) -> dict:
         return {"layer": self.layer}
 
-    def _loaded(self):
-        model = super()._loaded()
-        if not isinstance(model, OnnxModel):
-            raise ParameterError(
-                f"model: {type(self).__name__} cuts the ONNX graph at a layer, so it needs an ONNX "
-                f"model, not {type(model).__name__}"
-            )
-        return model
-
-    def _parts(self, model: OnnxModel, feeds: Feeds) -> LayerParts:
+    def _parts(self, model: Model, feeds: Feeds) -> LayerParts:
         """Split the model at the layer (chosen automatically when None), once per model and layer."""
-        # Kept on the model, so that every explainer of the same model and layer reuses them.
-        cache = model.__dict__.setdefault("_layer_parts", {})
-        key = (self.layer, self.needs_spatial)
-        if key not in cache:
-            source = open_model(model)
-            if self.layer is None:
-                layer, (_, tail) = _default_layer(source, feeds, self.needs_spatial, type(self).__name__)
-            else:
-                if not isinstance(self.layer, str):
-                    raise ParameterError(f"layer must be a tensor name (str) or None, got {self.layer!r}")
-                layer = resolve_tensors(source, self.layer, parameter="layer", kinds={"node output"})[0]
-                _, tail = cut(source, [layer], parameter="layer")
-            # The head runs once per call: its idle threads must not spin while the tail runs.
-            exposed = model.derive(
-                expose(source, [layer]), session_config={"session.intra_op.allow_spinning": "0"}
-            )
-            cache[key] = LayerParts(layer, self.layer is None, exposed, model.derive(tail))
-        return cache[key]
+        # Kept with the model, so that every explainer of the same model and layer reuses them.
+        return model.cache.derived_model(("layer", self.layer, self.needs_spatial), lambda: self._split(model, feeds))
+
+    def _split(self, model: Model, feeds: Feeds) -> LayerParts:
+        source = open_model(model)
+        if self.layer is None:
+            layer, (_, tail) = _default_layer(source, feeds, self.needs_spatial, type(self).__name__)
+        else:
+            if not isinstance(self.layer, str):
+                raise ParameterError(f"layer must be a tensor name (str) or None, got {self.layer!r}")
+            layer = resolve_tensors(source, self.layer, parameter="layer", kinds={"node output"})[0]
+            _, tail = cut(source, [layer], parameter="layer")
+        # The head runs once per call: its idle threads must not spin while the tail runs.
+        exposed = model.derive(
+            expose(source, [layer]), session_config={"session.intra_op.allow_spinning": "0"}
+        )
+        return LayerParts(layer, self.layer is None, exposed, model.derive(tail))
 
     def _unperturbed(self, model, feeds, output, output_transform, context) -> np.ndarray:
         parts = self._parts(model, feeds)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import masks
+from ..perturbation import masks
 from ..errors import ParameterError
+from ..layout import channel_axis
 from ..runtime.fused import Blend
-from ..surrogates import fit_local, lime_kernel
+from ..perturbation.surrogates import fit_local, lime_kernel
 from .base import Explainer, Problem
 from .lime_tabular import check_lime_params
 
@@ -100,7 +101,7 @@ class LimeImage(Explainer):
 
     def _check(self, rows: np.ndarray) -> None:
         check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha)
-        channel = _channel_axis(rows.shape[1:], self.channel_axis)
+        channel = _channel_axis(rows.shape[1:], self.channel_axis, self.model.layout)
         plane = tuple(size for axis, size in enumerate(rows.shape[1:]) if axis != channel)
         if isinstance(self.segmentation, str) and self.segmentation not in SEGMENTATIONS:
             raise ParameterError(f"segmentation must be one of {SEGMENTATIONS}, a callable or an array, got {self.segmentation!r}")
@@ -134,7 +135,7 @@ class LimeImage(Explainer):
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         rows = problem.rows
-        channel = _channel_axis(rows.shape[1:], self.channel_axis)
+        channel = _channel_axis(rows.shape[1:], self.channel_axis, self.model.layout)
         segments = self._segments(rows, channel)
         n_rows, n_samples = len(rows), int(self.num_samples)
         counts = segments.reshape(n_rows, -1).max(axis=1) + 1
@@ -182,7 +183,7 @@ def binary_cosine_distance(z: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return 1.0 - np.sqrt(kept / counts[:, None])
 
 
-def _channel_axis(row_shape: tuple, requested) -> int | None:
+def _channel_axis(row_shape: tuple, requested, layout) -> int | None:
     if len(row_shape) == 2:
         if requested is not None:
             raise ParameterError(f"channel_axis={requested!r}, but rows of shape {row_shape} have no channel axis")
@@ -190,7 +191,7 @@ def _channel_axis(row_shape: tuple, requested) -> int | None:
     if len(row_shape) != 3:
         raise ParameterError(f"LimeImage explains rows of shape (C, H, W), (H, W, C) or (H, W); got {row_shape}")
     if requested is None:
-        return 0 if row_shape[0] in (1, 3, 4) else 2
+        return channel_axis(row_shape, layout)
     if requested not in (0, 2, -1):
         raise ParameterError(f"channel_axis must be 0, 2 or -1 for rows of shape {row_shape}, got {requested!r}")
     return requested % 3

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import ParameterError
-from ..surrogates import FEATURE_SELECTIONS, fit_local, lime_kernel
+from ..perturbation.surrogates import FEATURE_SELECTIONS, fit_local, lime_kernel
 from .base import Explainer, Problem
 
 DISCRETIZERS = {"quartile": (25, 50, 75), "decile": tuple(range(10, 100, 10))}

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import masks
+from ..perturbation import masks
 from ..errors import ParameterError
 from ..runtime.batching import Feeds
-from ..surrogates import fit_local, lime_kernel
+from ..perturbation.surrogates import fit_local, lime_kernel
 from .base import Explainer, Problem
 from .lime_image import binary_cosine_distance
 from .lime_tabular import check_lime_params

@@ -7,9 +7,10 @@ import itertools
 import numpy as np
 
 from ..errors import ParameterError
+from ..layout import channel_axis, infer_layout
 from ..runtime.fused import Blend
 from .base import Explainer, Problem
-from .baselines import baseline_rows, fill_index, fill_rows
+from ..perturbation.baselines import baseline_rows, fill_index, fill_rows
 
 
 class Occlusion(Explainer):
@@ -24,9 +25,11 @@ class Occlusion(Explainer):
     ----------
     model : str, bytes, onnx.ModelProto, Model or callable
         See :func:`agnostic_explain.load`.
-    window : int or tuple of int
+    window : int, tuple of int or "auto", default "auto"
         Window shape over one row (all non-batch axes), e.g. ``(3, 16, 16)`` for a CHW image.
-        An int is accepted for rows with one axis.
+        An int is accepted for rows with one axis. "auto" (see :func:`default_window`): about
+        1/8 of each side of an image, all its channels, and one element otherwise;
+        ``params["window"]`` records the window used.
     stride : int or tuple of int, optional
         Step between windows per axis; by default the window itself (non-overlapping tiles).
         It may not exceed the window on an axis the window does not cover whole.
@@ -47,7 +50,7 @@ class Occlusion(Explainer):
 
     method = "occlusion"
 
-    def __init__(self, model, window, stride=None, baseline=0.0):
+    def __init__(self, model, window="auto", stride=None, baseline=0.0):
         super().__init__(model)
         self.window = window
         self.stride = stride
@@ -59,14 +62,17 @@ class Occlusion(Explainer):
             baseline = float(baseline) if np.ndim(baseline) == 0 else f"array of shape {np.shape(baseline)}"
         return {"window": self.window, "stride": self.stride, "baseline": baseline}
 
-    def _check(self, rows: np.ndarray) -> None:
-        window_slices(rows.shape[1:], self.window, self.stride)
-        baseline_rows(self.baseline, rows)
+    def _check(self, rows: np.ndarray) -> tuple:
+        """The window, its positions as slices, and the baseline rows."""
+        window = self.window
+        if isinstance(window, str) and window == "auto":
+            window = default_window(rows.shape[1:], self.model.layout)
+        return window, window_slices(rows.shape[1:], window, self.stride), baseline_rows(self.baseline, rows)
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         rows = problem.rows
-        slices = window_slices(rows.shape[1:], self.window, self.stride)
-        baseline = baseline_rows(self.baseline, rows)
+        window, slices, baseline = problem.checked
+        problem.params["window"] = tuple(int(size) for size in window) if np.ndim(window) else int(window)
         n_windows = len(slices)
 
         # Window bounds per axis, so a batch's occluded elements are one broadcast product.
@@ -76,13 +82,7 @@ class Occlusion(Explainer):
 
         def make_rows(start: int, stop: int) -> np.ndarray:
             owners, windows = np.divmod(np.arange(start, stop), n_windows)
-            inside = np.ones((stop - start,) + (1,) * (rows.ndim - 1), dtype=bool)
-            for axis, size in enumerate(rows.shape[1:]):
-                coordinate = np.arange(size)
-                member = (coordinate >= low[windows, axis, None]) & (coordinate < high[windows, axis, None])
-                shape = [stop - start] + [1] * (rows.ndim - 1)
-                shape[axis + 1] = size
-                inside = inside & member.reshape(shape)
+            inside = inside_boxes(low[windows], high[windows], rows.shape[1:])
             batch = rows[owners]  # fancy indexing copies
             np.copyto(batch, baseline[0] if shared else baseline[owners], where=inside)
             return batch
@@ -121,17 +121,36 @@ def window_blend(row_shape: tuple, low: np.ndarray, high: np.ndarray, baseline: 
 
     def compact(start: int, stop: int) -> dict:
         owners, windows = np.divmod(np.arange(start, stop), n_windows)
-        inside = np.ones((stop - start,) + (1,) * rank, dtype=bool)
-        for axis, count in enumerate(counts):
-            cells = np.arange(count)
-            member = (cells >= low[windows, axis, None]) & (cells < high[windows, axis, None])
-            shape = [stop - start] + [1] * rank
-            shape[axis + 1] = count
-            inside = inside & member.reshape(shape)
-        keep = ~inside.reshape(stop - start, -1)
+        keep = ~inside_boxes(low[windows], high[windows], counts).reshape(stop - start, -1)
         return {"keep": keep, "fill_index": fill_index(shared, owners)}
 
     return Blend("groups", fill, compact, segments=segments)
+
+
+def inside_boxes(low: np.ndarray, high: np.ndarray, sizes) -> np.ndarray:
+    """Boolean masks of shape (k, *sizes): box ``i`` spans ``low[i, axis] .. high[i, axis]`` per axis."""
+    count, rank = len(low), len(sizes)
+    inside = np.ones((count,) + (1,) * rank, dtype=bool)
+    for axis, size in enumerate(sizes):
+        coordinate = np.arange(size)
+        member = (coordinate >= low[:, axis, None]) & (coordinate < high[:, axis, None])
+        shape = [count] + [1] * rank
+        shape[axis + 1] = size
+        inside = inside & member.reshape(shape)
+    return inside
+
+
+def default_window(row_shape: tuple, layout: str | None = None) -> tuple[int, ...]:
+    """About 1/8 of each spatial side (all channels) for image rows, one element otherwise.
+
+    >>> default_window((3, 224, 224)), default_window((32, 32, 3), "nhwc"), default_window((10,))
+    ((3, 28, 28), (4, 4, 3), (1,))
+    """
+    row_shape = tuple(int(size) for size in row_shape)
+    axis = channel_axis(row_shape, layout) if infer_layout(row_shape) or layout else None
+    if axis is None:
+        return (1,) * len(row_shape)
+    return tuple(size if position == axis else max(1, size // 8) for position, size in enumerate(row_shape))
 
 
 def window_slices(row_shape: tuple, window, stride) -> list[tuple[slice, ...]]:
@@ -178,7 +197,8 @@ def _per_axis(value, rank: int, name: str, row_shape: tuple) -> tuple[int, ...]:
     try:
         value = tuple(int(item) for item in value)
     except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be an int or a tuple of ints, got {value!r}") from None
+        expected = "an int, a tuple of ints or 'auto'" if name == "window" else "an int or a tuple of ints"
+        raise ParameterError(f"{name} must be {expected}, got {value!r}") from None
     if len(value) != rank:
         raise ParameterError(
             f"{name} {value} has {len(value)} entries, but each input row has {rank} axes "

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
+from ..layout import channel_axis
 from ..runtime.fused import Blend
 from .base import Explainer, Problem
-from .baselines import baseline_rows, fill_index, fill_rows
+from ..perturbation.baselines import baseline_rows, fill_index, fill_rows
 
 #: bytes of upsampled masks (float64) held at once while summing the saliency, by default
 _SUM_BUDGET = 64 << 20
@@ -97,7 +98,7 @@ class Rise(Explainer):
     def _attribute(self, problem: Problem) -> np.ndarray:
         rows = problem.rows
         n_rows, n_masks, cells = len(rows), int(self.n_masks), int(self.cells)
-        channel = channel_axis(rows.shape[1:])
+        channel = channel_axis(rows.shape[1:], problem.model.layout)
         plane = tuple(size for axis, size in enumerate(rows.shape[1:]) if axis != channel)
         grids, shifts = draw_masks(problem.rng, n_masks, cells, float(self.p_keep), plane)
         baseline = baseline_rows(self.baseline, rows)
@@ -153,15 +154,6 @@ class Rise(Explainer):
         saliency /= n_masks * float(self.p_keep)
         saliency = saliency.reshape((n_rows,) + plane)[with_channel]
         return np.ascontiguousarray(np.broadcast_to(saliency, rows.shape), dtype=np.float32)
-
-
-def channel_axis(row_shape: tuple) -> int | None:
-    """The channel axis of an image row (C, H, W) or (H, W, C), C in 1, 3, 4; else None."""
-    if len(row_shape) != 3:
-        return None
-    if row_shape[0] in (1, 3, 4):
-        return 0
-    return 2 if row_shape[2] in (1, 3, 4) else None
 
 
 def draw_masks(rng: np.random.Generator, n_masks: int, cells: int, p_keep: float, plane: tuple):

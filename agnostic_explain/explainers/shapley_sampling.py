@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import masks
-from ..background import coalition_values, validate_background
+from ..perturbation import masks
+from ..perturbation.background import coalition_values, validate_background
 from ..errors import ParameterError
 from .base import Explainer, Problem
-from .baselines import baseline_rows
+from ..perturbation.baselines import baseline_rows
 from .kernel_shap import group_mask
 
 

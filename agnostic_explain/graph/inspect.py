@@ -90,6 +90,19 @@ class LayerTable(NamedRows):
         return "\n".join(lines)
 
 
+#: ``fill(source, names, sample) -> {name: (dtype, shape)}``: the dtype and shape of tensors that
+#: shape inference misses, from one run of the model. Graph functions never run a model
+#: themselves; the runtime installs its probe here when it is imported
+#: (:func:`agnostic_explain.runtime.probes.fill_types`).
+_type_filler = None
+
+
+def use_type_filler(fill) -> None:
+    """Install the function that fills missing tensor types by a run (see ``_type_filler``)."""
+    global _type_filler
+    _type_filler = fill
+
+
 def tensors(model, sample=None) -> dict[str, TensorInfo]:
     """Every tensor of the main graph, by name, with dtype and shape.
 
@@ -133,7 +146,9 @@ def tensors(model, sample=None) -> dict[str, TensorInfo]:
                 add(name, kind, dtype, shape, "shape inference" if dtype is not None else "unknown")
     missing = [name for name, info in found.items() if info.dtype is None or info.shape is None]
     if missing:
-        for name, (dtype, shape) in _run_for_types(source, missing, sample).items():
+        if _type_filler is None:
+            raise ModelExecutionError(f"shape inference could not type {missing}, and no runtime is loaded to run the model")
+        for name, (dtype, shape) in _type_filler(source, missing, sample).items():
             info = found[name]
             add(name, info.kind, dtype, shape, "run")
     return found
@@ -239,49 +254,3 @@ def _inferred_types(proto: onnx.ModelProto) -> dict[str, tuple]:
         inferred = proto
     graph = inferred.graph
     return {value.name: _type_of(value) for value in [*graph.value_info, *graph.output, *graph.input]}
-
-
-def _run_for_types(source: ModelSource, names: list[str], sample) -> dict[str, tuple]:
-    """Dtype and shape of ``names`` from one run of the model with them exposed."""
-    from ..runtime.session import input_specs, open_session
-    from .expose import with_outputs
-
-    # Outputs without dtype and rank fail the ONNX checker; ONNX Runtime infers them, so the
-    # exposed copy runs on a bare session (one session, no checker).
-    exposed = with_outputs(source.proto, [onnx.helper.make_empty_tensor_value_info(name) for name in names])
-    session = open_session(exposed, providers=["CPUExecutionProvider"], external_data_dir=source.base_dir)
-    specs = input_specs(session)
-    feeds = _sample_feeds(specs, sample)
-    batch = len(next(iter(feeds.values())))
-    symbol = next((spec.shape[spec.batch_axis] for spec in specs if spec.batch_axis is not None), None)
-    try:
-        values = session.run(names, feeds)
-    except Exception as error:
-        raise ModelExecutionError(
-            f"sample: the run that finds the shapes of {names} (which shape inference misses) failed; "
-            f"pass sample= inputs the model accepts ({error})"
-        ) from error
-    result = {}
-    for name, value in zip(names, values):
-        shape = tuple(value.shape)
-        if isinstance(symbol, str) and shape and shape[0] == batch:
-            shape = (symbol,) + shape[1:]
-        result[name] = (value.dtype, shape)
-    return result
-
-
-def _sample_feeds(specs, sample) -> dict:
-    if isinstance(sample, dict):
-        return {name: np.asarray(value) for name, value in sample.items()}
-    generator = np.random.default_rng(0)
-    feeds = {}
-    rows = 2
-    for index, spec in enumerate(specs):
-        if index == 0 and sample is not None:
-            feeds[spec.name] = np.asarray(sample, dtype=spec.dtype)
-            rows = feeds[spec.name].shape[spec.batch_axis] if spec.batch_axis is not None else rows
-            continue
-        shape = [rows if axis == spec.batch_axis else (dim if isinstance(dim, int) else 1) for axis, dim in enumerate(spec.shape)]
-        feeds[spec.name] = (generator.random(shape).astype(spec.dtype) if np.issubdtype(spec.dtype, np.floating)
-                            else np.zeros(shape, spec.dtype))
-    return feeds

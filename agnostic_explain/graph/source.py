@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, ModelNotFoundError
 
-__all__ = ["ModelSource", "open_model"]
+__all__ = ["HasGraph", "ModelSource", "open_model", "read_model"]
 
 
 class ModelSource:
@@ -62,21 +63,27 @@ class ModelSource:
         return numpy_helper.to_array(loaded)
 
 
+@runtime_checkable
+class HasGraph(Protocol):
+    """What graph functions need of a loaded model (the runtime's models implement it)."""
+
+    @property
+    def graph_source(self) -> "ModelSource | None":
+        """The model's graph and the folder of its external weights; None when it has no graph."""
+
+
 def open_model(model) -> ModelSource:
-    """A :class:`ModelSource` for a path, bytes, ModelProto, ModelSource or loaded OnnxModel.
+    """A :class:`ModelSource` for a path, bytes, ModelProto, ModelSource or loaded model.
 
     The model passes the ONNX checker, and its external data references stay inside its folder.
     """
     if isinstance(model, ModelSource):
         return model
-    proto = getattr(model, "proto", None)
-    if isinstance(proto, onnx.ModelProto):  # a loaded OnnxModel
-        path = getattr(model, "path", None)
-        base_dir = getattr(model, "external_data_dir", None) or (path.parent if path is not None else None)
-        source = ModelSource(proto, base_dir, path)
+    if isinstance(model, HasGraph):
+        source = model.graph_source
+        if source is None:
+            raise ModelLoadError(f"model: {type(model).__name__} is not an ONNX graph; graph functions need one")
     else:
-        from ..runtime.session import read_model
-
         proto, path = read_model(model)
         source = ModelSource(proto, path.parent if path is not None else None, path)
     check_external_locations(source)
@@ -105,3 +112,65 @@ def check_external_locations(source: ModelSource) -> None:
 
 def _is_external(tensor: onnx.TensorProto) -> bool:
     return tensor.data_location == onnx.TensorProto.EXTERNAL
+
+
+def read_model(model, external_data_dir=None) -> tuple[onnx.ModelProto, Path | None]:
+    """Parse and check ``model`` (path, bytes or ModelProto) without loading external weights.
+
+    Returns the proto and, for files, the path (ONNX Runtime resolves external data from it).
+    Refuses external data references that leave the model's folder (or ``external_data_dir``).
+    """
+    if isinstance(model, onnx.ModelProto):
+        proto, path = model, None
+    elif isinstance(model, (bytes, bytearray)):
+        try:
+            proto = onnx.load_from_string(bytes(model))
+        except Exception as error:
+            raise ModelLoadError(f"model: the bytes given are not a serialized ONNX model ({error})") from error
+        path = None
+    elif isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.is_file():
+            raise ModelNotFoundError(f"model: no such file {str(path)!r}")
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as error:
+            raise ModelLoadError(f"model: {str(path)!r} is not an ONNX model ({type(error).__name__}: {error})") from error
+    else:
+        raise ModelLoadError(
+            f"model must be a path, bytes, an onnx.ModelProto or a callable, got {type(model).__name__}"
+        )
+    if not proto.graph.node and not proto.graph.output:
+        raise ModelLoadError("model: the ONNX graph is empty (no nodes and no outputs)")
+    folder = path.parent if path is not None else external_data_dir
+    check_external_locations(ModelSource(proto, Path(folder) if folder is not None else None, path))
+    try:
+        # The path form checks external data in place and works past protobuf's 2 GB limit.
+        onnx.checker.check_model(str(path) if path is not None else _without_external_data(proto))
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"model fails the ONNX checker: {first}") from error
+    return proto, path
+
+
+def _without_external_data(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy for the checker whose external weights are empty tensors.
+
+    The checker resolves external files from the working directory when it has no path; the
+    references were already checked to stay inside the model's folder, and ONNX Runtime
+    reads them from there.
+    """
+    if not uses_external_data(proto):
+        return proto
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for tensor in copy.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            tensor.CopyFrom(onnx.helper.make_tensor(tensor.name, tensor.data_type, [0], []))
+    return copy
+
+
+def uses_external_data(proto: onnx.ModelProto) -> bool:
+    return any(
+        tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in proto.graph.initializer
+    )

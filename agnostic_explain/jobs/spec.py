@@ -14,6 +14,7 @@ import json
 import numpy as np
 
 from ..errors import JobMismatchError, ParameterError
+from ..explainers.registry import build, explainer_class, method_names
 
 __all__ = ["build_explainer", "chunk_rng", "explainer_class", "method_names", "normalize_spec", "spec_differences"]
 
@@ -21,44 +22,6 @@ __all__ = ["build_explainer", "chunk_rng", "explainer_class", "method_names", "n
 SPEC_KEYS = {
     "method": None, "params": {}, "target": "predicted", "output": None, "input": None, "output_transform": None,
 }
-#: explainers that do not give one attribution per row
-_NOT_PER_ROW = {"permutation_importance"}
-
-
-def _methods() -> dict:
-    from .. import explainers
-
-    found = {}
-    for name in explainers.__all__:
-        cls = getattr(explainers, name)
-        if cls is explainers.Explainer or cls.method in _NOT_PER_ROW:
-            continue
-        found[cls.method] = cls
-    return found
-
-
-def method_names() -> list[str]:
-    """The methods a job can run, as the CLI spells them (``"lime-image"``)."""
-    return sorted(name.replace("_", "-") for name in _methods())
-
-
-def _plain(name: str) -> str:
-    return name.replace("-", "").replace("_", "").lower()
-
-
-def explainer_class(method: str):
-    """The explainer class ``method`` names: ``"rise"``, ``"lime-image"``, ``"lime_image"`` or ``"LimeImage"``.
-
-    >>> explainer_class("lime-image").__name__, explainer_class("Occlusion").method
-    ('LimeImage', 'occlusion')
-    """
-    methods = _methods()
-    for canonical, cls in methods.items():
-        if isinstance(method, str) and _plain(method) in (_plain(canonical), _plain(cls.__name__)):
-            return cls
-    raise ParameterError(f"explainer_spec['method']: unknown method {method!r}; expected one of {method_names()}")
-
-
 def normalize_spec(explainer_spec) -> dict:
     """The explainer spec with every key, the method's canonical name, and params sorted.
 
@@ -88,7 +51,7 @@ def normalize_spec(explainer_spec) -> dict:
     if unknown:
         raise ParameterError(f"explainer_spec: unknown keys {unknown}; expected some of {sorted(SPEC_KEYS)}")
     spec = {**SPEC_KEYS, **explainer_spec}
-    spec["method"] = explainer_class(spec["method"]).method
+    spec["method"] = explainer_class(spec["method"], parameter="explainer_spec['method']").method
     params = spec["params"] if spec["params"] is not None else {}
     if not isinstance(params, dict):
         raise ParameterError(f"explainer_spec['params'] must be a dict of constructor arguments, got {params!r}")
@@ -104,11 +67,7 @@ def normalize_spec(explainer_spec) -> dict:
 
 def build_explainer(model, spec: dict):
     """An explainer of ``model`` built from a normalised spec; a bad parameter names the method."""
-    cls = explainer_class(spec["method"])
-    try:
-        return cls(model, **spec["params"])
-    except TypeError as error:
-        raise ParameterError(f"explainer_spec['params'] for {spec['method']!r}: {error}") from error
+    return build(spec["method"], model, spec["params"], parameter="explainer_spec['params']")
 
 
 def chunk_rng(entropy: int, index: int) -> np.random.Generator:

@@ -15,8 +15,8 @@ from numbers import Integral
 import numpy as np
 
 from ..errors import InputShapeError, ParameterError
-from ..explainers.baselines import baseline_rows
-from ..io import infer_layout
+from ..perturbation.baselines import baseline_rows
+from ..layout import channel_axis
 from .scoring import Scorer
 
 __all__ = ["CurveResult", "deletion", "insertion", "random_attribution", "random_curve"]
@@ -238,8 +238,7 @@ def _layout(explanation, row_shape) -> str | None:
     """The image layout of the rows, None when they are not images with a channel axis."""
     if len(row_shape) != 3:
         return None
-    layout = str((explanation.preprocessing or {}).get("layout") or "").lower() or infer_layout(row_shape)
-    return layout if layout in ("nchw", "nhwc") else None
+    return {0: "nchw", 2: "nhwc"}[channel_axis(row_shape, (explanation.preprocessing or {}).get("layout"))]
 
 
 def _grid_shape(row_shape, layout) -> tuple:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputShapeError, ParameterError
+from ..layout import heat_map
 
 __all__ = ["PointingResult", "channel_summed_maps", "pointing_game", "relevance_mass"]
 
@@ -49,8 +50,6 @@ def channel_summed_maps(explanation) -> np.ndarray:
 
     A row that is not an image (1-D) gives a map of shape (1, n_features).
     """
-    from ..plot.image import heat_map
-
     return np.stack([heat_map(explanation[row]) for row in range(len(explanation))])
 
 

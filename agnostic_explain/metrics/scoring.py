@@ -10,7 +10,7 @@ from ..errors import ParameterError
 from ..runtime.batching import Feeds, evaluate
 from ..runtime.model import Model
 from ..runtime.session import load
-from ..runtime.targets import Target, transform
+from ..runtime.targets import Target, target_reducer
 
 __all__ = ["Scorer"]
 
@@ -69,6 +69,6 @@ class Scorer:
         self.n_evals += n
         return evaluate(
             self.model, self.feeds, n=n, make_rows=make_rows, owners=np.asarray(owners),
-            reduce=lambda outputs, own: self.target.select(transform(outputs, self.output_transform), own),
+            reduce=target_reducer(self.target, self.output_transform),
             output=self.output, progress=progress, desc=desc,
         )

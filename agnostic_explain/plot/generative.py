@@ -41,7 +41,7 @@ def traversal_grid(decoder, z, dims, values, *, image_shape=None, figure=None, c
     >>> len(figure.axes)
     6
     """
-    from ..generative import latent_traversal
+    from ..inspection.generative import latent_traversal
 
     dims = [dims] if isinstance(dims, (int, np.integer)) else list(dims)
     if not dims:

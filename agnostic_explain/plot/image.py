@@ -8,10 +8,11 @@ from numbers import Real
 import numpy as np
 
 from ..errors import ParameterError
+from ..layout import channel_axis, heat_map
+from .wording import target_text
 
 __all__ = ["image_grid", "image_overlay"]
 
-_CHANNELS = (1, 3, 4)
 _PROBABILITIES = ("softmax", "sigmoid")
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
 
@@ -174,27 +175,13 @@ def draw_overlay(explanation, index, *, ax, signed, alpha, cmap, colorbar, title
     return ax
 
 
-def heat_map(row, preprocessing=None) -> np.ndarray:
-    """One row's attributions summed over the image channels: (H, W), or (1, n) for a 1-D row.
-
-    ``row`` is an Explanation of one row; ``preprocessing`` defaults to ``row.preprocessing``.
-    Metrics and summaries read this map; the plots draw it.
-    """
-    if preprocessing is None:
-        preprocessing = row.preprocessing or {}
-    values, data = np.asarray(row.values[0], dtype=np.float64), np.asarray(row.data[0])
-    channel_axis = _channel_axis(data.shape, preprocessing.get("layout"))
-    heat = _channel_sum(values, data.shape, channel_axis, fixed=bool(preprocessing.get("layout")))
-    return heat[None, :] if heat.ndim == 1 else heat
-
-
 def heat_and_picture(row, preprocessing=None) -> tuple[np.ndarray, np.ndarray]:
     """One row's :func:`heat_map` and its input for display, (H, W) or (H, W, 3)."""
     if preprocessing is None:
         preprocessing = row.preprocessing or {}
     data = np.asarray(row.data[0])
-    channel_axis = _channel_axis(data.shape, preprocessing.get("layout"))
-    picture = _display_image(data, channel_axis if data.ndim == 3 else None, preprocessing)
+    axis = channel_axis(data.shape, preprocessing.get("layout"))
+    picture = _display_image(data, axis, preprocessing)
     return heat_map(row, preprocessing), picture
 
 
@@ -244,20 +231,6 @@ def top_mask(heat: np.ndarray, top_k: float) -> np.ndarray:
     return (heat >= flat[count - 1]) & (heat > 0)
 
 
-def target_text(row) -> str:
-    """The target's label name and its score at the input, e.g. "tiger cat (p = 0.38)"."""
-    names = row.target_names
-    if names:
-        label = names[0]
-    elif row.target is not None:
-        label = str(np.asarray(row.target[0]).tolist())
-    else:
-        label = "custom target"
-    from ..summary import score_text  # one wording for plots, reports and summaries
-
-    return f"{label} ({score_text(row)})"
-
-
 def _grid(shape: tuple) -> dict:
     """imshow settings that put pixel (0, 0) at the top left with unit pixels, whatever rcParams say."""
     height, width = shape[:2]
@@ -270,41 +243,6 @@ def _check_top_k(top_k):
     if isinstance(top_k, bool) or not isinstance(top_k, Real) or not 0 < top_k <= 100:
         raise ParameterError(f"top_k must be a percentage in (0, 100] or None, got {top_k!r}")
     return float(top_k)
-
-
-def _channel_axis(row_shape: tuple, layout) -> int | None:
-    """The channel axis of a row: none for 1-D and 2-D rows, else by layout or by size."""
-    if len(row_shape) < 3:
-        return None
-    if len(row_shape) > 3:
-        raise ParameterError(
-            f"image plots take rows of shape (H, W), (C, H, W) or (H, W, C), got {row_shape}"
-        )
-    layout = str(layout).lower() if layout else None
-    if layout == "nhwc" or (layout != "nchw" and row_shape[0] not in _CHANNELS and row_shape[2] in _CHANNELS):
-        return 2
-    return 0
-
-
-def _channel_sum(values: np.ndarray, data_shape: tuple, channel_axis: int | None, fixed: bool) -> np.ndarray:
-    """Values summed over the image's channel axis: values of the row's shape, or one channel, or (H, W)."""
-    if channel_axis is None:
-        if values.shape != tuple(data_shape):
-            raise ParameterError(f"explanation values of shape {values.shape} do not match its rows of shape {data_shape}")
-        return values
-    # Without a layout, channels first wins a tie; the values' single channel can settle it.
-    axes = (channel_axis,) if fixed else (channel_axis, 2 - channel_axis)
-    for axis in axes:
-        plane = tuple(size for position, size in enumerate(data_shape) if position != axis)
-        if values.shape == plane:
-            return values
-        if values.ndim == 3 and values.shape[axis] in (1, data_shape[axis]):
-            if tuple(np.delete(values.shape, axis)) == plane:
-                return values.sum(axis=axis)
-    raise ParameterError(
-        f"explanation values of shape {values.shape} do not fit image rows of shape {data_shape}: expected the "
-        f"rows' shape, one channel on axis {channel_axis}, or the (H, W) plane"
-    )
 
 
 def _display_image(data: np.ndarray, channel_axis: int | None, preprocessing: dict) -> np.ndarray:

@@ -1,8 +1,12 @@
 """The one runtime layer: loading, execution providers, batching and targets."""
 
+from ..graph.inspect import use_type_filler
 from .callable import CallableModel
 from .model import Model
 from .session import OnnxModel, load
+from .probes import fill_types
 from .specs import TensorSpec
+
+use_type_filler(fill_types)  # graph functions that need a tensor's type by a run get it from here
 
 __all__ = ["CallableModel", "Model", "OnnxModel", "TensorSpec", "load"]

@@ -267,7 +267,7 @@ class BatchSizer:
 def _growth(model) -> dict:
     """Growth unfinished by earlier calls, per sizer key: the size, the throughput per size
     compared, the misses, and the runs, rows and seconds measured so far at the size."""
-    return model.__dict__.setdefault("_batch_growth", {})
+    return model.cache.batch_growth
 
 
 def evaluate(

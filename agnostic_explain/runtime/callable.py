@@ -43,6 +43,7 @@ class CallableModel(Model):
         label_names=None,
         feature_names=None,
     ):
+        super().__init__()
         if not callable(function):
             raise ParameterError(f"function must be callable, got {type(function).__name__}")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -54,7 +55,7 @@ class CallableModel(Model):
         self.label_names = tuple(label_names) if label_names is not None else None
         self.feature_names = tuple(feature_names) if feature_names is not None else None
         self.metadata = {}
-        self.providers = ["python"]
+        self.providers = ("python",)
 
     def __repr__(self) -> str:
         name = getattr(self.function, "__name__", type(self.function).__name__)

@@ -1,8 +1,7 @@
 """Fused perturbation runs: the explained rows go to the device once, masks per batch.
 
-A method that can describe its perturbations compactly hands :meth:`Problem.evaluate
-<agnostic_explain.explainers.base.Problem.evaluate>` a :class:`Blend` besides its numpy
-``make_rows``. When the model fuses perturbations (``load(..., fuse=...)``; on CUDA by
+A method that can describe its perturbations compactly hands the explainers' ``evaluate``
+a :class:`Blend` besides its numpy ``make_rows``. When the model fuses perturbations (``load(..., fuse=...)``; on CUDA by
 default), the rows are composed inside the graph by
 :func:`agnostic_explain.graph.fuse.fuse_perturbation` and the target is selected there too,
 through the same batching loop; otherwise ``make_rows`` builds them in numpy. Both paths
@@ -21,7 +20,7 @@ from ..errors import ParameterError
 from ..graph import fuse as graph_fuse
 from .batching import Feeds, _to_model_layout, evaluate
 from .binding import Resident
-from .targets import transform
+from .targets import Target, target_reducer
 
 __all__ = ["Blend", "evaluate_fused"]
 
@@ -60,68 +59,64 @@ class Blend:
     channel_axis: int | None = None
 
 
-def _refusal(problem) -> str | None:
-    """Why ``problem`` cannot run fused (a sentence), or None."""
-    model = problem.model
-    if not hasattr(model, "derive"):
+def _refusal(model, feeds: Feeds, output: str) -> str | None:
+    """Why these rows cannot run fused (a sentence), or None."""
+    if model.proto is None:
         return "the model is not an ONNX graph"
     if model.static_batch is not None:
         return f"the model's batch size is fixed at {model.static_batch}"
-    if problem.feeds.spec.batch_axis != 0:
+    if feeds.spec.batch_axis != 0:
         return "the explained input's batch axis is not its first"
-    if model.output_spec(problem.output).batch_axis != 0:
+    if model.output_spec(output).batch_axis != 0:
         return "the explained output's batch axis is not its first"
     return None
 
 
-def evaluate_fused(problem, n: int, blend, owners: np.ndarray, desc: str) -> np.ndarray | None:
+def evaluate_fused(
+    model, feeds: Feeds, *, n: int, blend: Callable[[], Blend], owners: np.ndarray, output: str, target: Target,
+    output_transform: str | None, output_shape: tuple, progress=None, desc: str = "",
+) -> np.ndarray | None:
     """Target scalars, shape (n,), of ``n`` perturbed rows composed in the graph.
 
-    ``blend()`` returns the :class:`Blend`. Returns None when the model does not fuse
-    perturbations, or when this problem cannot be fused (an old opset, a batch axis that is
-    not first, ...); the caller then builds the rows in numpy. A model loaded with
-    ``fuse=True`` warns then, naming the reason.
+    ``blend()`` returns the :class:`Blend` of the rows; ``target``, ``output_transform`` and
+    ``output_shape`` (one row of ``output``) say which scalar of the output each row gives.
+    Returns None when the model does not fuse perturbations, or when these rows cannot be
+    fused (an old opset, a batch axis that is not first, ...); the caller then builds the rows
+    in numpy. A model loaded with ``fuse=True`` warns then, naming the reason.
     """
-    if not getattr(problem.model, "fuses_perturbations", False):
+    if not model.fuses_perturbations:
         return None
-    select = problem.target.indices is not None
-    reason = _refusal(problem)
+    select = target.indices is not None
+    reason = _refusal(model, feeds, output)
     if reason is None:
         blend = blend()
         try:
-            fused = _fused_model(problem, blend, select)
+            fused = _fused_model(model, feeds.name, output, blend, output_transform if select else None, select)
         except ParameterError as error:
             reason = str(error)
     if reason is not None:
-        if problem.model.fuse is True:
+        if model.fuse is True:
             warnings.warn(f"fuse=True, but this model runs unfused: {reason}", RuntimeWarning, stacklevel=3)
         return None
-    feeds = FusedFeeds(problem.feeds, blend, problem.target.positions(problem.output_shape) if select else None)
+    fused_feeds = FusedFeeds(feeds, blend, target.positions(output_shape) if select else None)
     if select:
         reduce = lambda outputs, own: outputs.astype(np.float64)  # noqa: E731 - already the targets
         output = graph_fuse.TARGET
     else:
-        reduce = lambda outputs, own: problem.target.select(transform(outputs, problem.output_transform), own)  # noqa: E731
-        output = problem.output
+        reduce = target_reducer(target, output_transform)
     return evaluate(
-        fused, feeds, n=n, make_rows=blend.compact, owners=owners, reduce=reduce, output=output,
-        progress=problem.progress, desc=desc,
+        fused, fused_feeds, n=n, make_rows=blend.compact, owners=owners, reduce=reduce, output=output,
+        progress=progress, desc=desc,
     )
 
 
-def _fused_model(problem, blend: Blend, select: bool):
+def _fused_model(model, input: str, output: str, blend: Blend, output_transform, select: bool):
     """The fused model, derived once per model, input, output, blend and transform."""
-    model = problem.model
-    key = (problem.feeds.name, problem.output, blend.kind, blend.channel_axis,
-           problem.output_transform if select else None, select)
-    cache = model.__dict__.setdefault("_fused_models", {})
-    if key not in cache:
-        proto = graph_fuse.fuse_perturbation(
-            model.proto, input=problem.feeds.name, output=problem.output, blend=blend.kind,
-            channel_axis=blend.channel_axis, output_transform=key[4], select=select,
-        )
-        cache[key] = model.derive(proto)
-    return cache[key]
+    key = ("fused", input, output, blend.kind, blend.channel_axis, output_transform, select)
+    return model.cache.derived_model(key, lambda: model.derive(graph_fuse.fuse_perturbation(
+        model.proto, input=input, output=output, blend=blend.kind, channel_axis=blend.channel_axis,
+        output_transform=output_transform, select=select,
+    )))
 
 
 class FusedFeeds:

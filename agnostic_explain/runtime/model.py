@@ -2,17 +2,51 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from ..errors import InputError, ParameterError
+from ..graph.source import ModelSource
 from .specs import TensorSpec
 
 
-class Model:
-    """Base of :class:`OnnxModel` and :class:`CallableModel`.
+@dataclass
+class ModelCache:
+    """What a model learns while it runs, kept with it so that every explainer reuses it.
 
-    Subclasses set ``inputs``, ``outputs``, ``label_names``, ``feature_names``, ``metadata``,
-    ``static_batch`` and ``batch_size``, and implement :meth:`_run`.
+    Attributes
+    ----------
+    tuned_batch_sizes : dict
+        Batch sizes found by ``batch_size="auto"``, per explained input and row shape.
+    batch_growth : dict
+        Measurements of calls too short to compare two sizes, per input and row shape; the
+        next call goes on from there.
+    derived : dict
+        Models derived from this one (fused perturbation graphs, the parts of a model split at
+        a layer), by a key that names the edit.
+    fingerprint : str or None
+        The hash of the graph that keys the batch sizes kept on disk.
+    """
+
+    tuned_batch_sizes: dict = field(default_factory=dict)
+    batch_growth: dict = field(default_factory=dict)
+    derived: dict = field(default_factory=dict)
+    fingerprint: str | None = None
+
+    def derived_model(self, key, make):
+        """The model derived under ``key``, made by ``make()`` the first time."""
+        if key not in self.derived:
+            self.derived[key] = make()
+        return self.derived[key]
+
+
+class Model:
+    """Base of :class:`OnnxModel`, :class:`CallableModel` and :class:`ShardedModel`.
+
+    Subclasses call ``super().__init__()``, set ``inputs``, ``outputs``, ``metadata`` and the
+    other attributes below that differ from their defaults, and implement :meth:`_run`.
+    Explainers, metrics and jobs use only what is declared here.
     """
 
     inputs: list[TensorSpec]
@@ -28,11 +62,58 @@ class Model:
     #: pad short batches to the batch size, so that the runtime sees few shapes (on CUDA each
     #: new shape costs a kernel search)
     fixed_shapes: bool = False
+    #: the execution providers the model runs on
+    providers: tuple[str, ...] | list[str] = ()
+    #: "fp32", or "fp16" for a half-precision copy (attributions then differ from fp32's)
+    precision: str = "fp32"
+    #: the ONNX graph, for models that are one (graph edits, fusing and splitting need it)
+    proto = None
+    #: the file the graph was read from, and the folder its external weights are read from
+    path = None
+    external_data_dir = None
+    #: "auto", True or False: whether perturbations are composed inside the graph
+    fuse: str | bool = False
+    #: ONNX Runtime intra-op threads (None: its default), part of the batch-size cache key
+    threads: int | None = None
+
+    def __init__(self):
+        self.cache = ModelCache()
 
     @property
     def tuned_batch_sizes(self) -> dict:
         """Batch sizes found by ``batch_size="auto"``, per explained input and row shape."""
-        return self.__dict__.setdefault("_tuned_batch_sizes", {})
+        return self.cache.tuned_batch_sizes
+
+    @property
+    def layout(self) -> str | None:
+        """The image layout the model's metadata declares ("nchw" or "nhwc"), else None."""
+        layout = (self.preprocessing or {}).get("layout")
+        return layout if layout in ("nchw", "nhwc") else None
+
+    @property
+    def graph_source(self) -> ModelSource | None:
+        """The graph and the folder its external weights are read from, for graph functions."""
+        if self.proto is None:
+            return None
+        base_dir = self.external_data_dir or (self.path.parent if self.path is not None else None)
+        return ModelSource(self.proto, base_dir, self.path)
+
+    @property
+    def fuses_perturbations(self) -> bool:
+        """Whether methods that can should compose their perturbations inside the graph."""
+        return False
+
+    @property
+    def device_key(self) -> str:
+        """Where the model runs, as the batch-size cache keys it."""
+        return "host"
+
+    def derive(self, proto, *, session_config=None) -> "Model":
+        """A model of ``proto``, an edit of this model's graph, on the same devices and settings."""
+        raise ParameterError(
+            f"model: {type(self).__name__} is not an ONNX graph, so it cannot run an edit of one; "
+            "load an .onnx file for methods that edit the graph"
+        )
 
     def _run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
         raise NotImplementedError

@@ -11,8 +11,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ..errors import ModelExecutionError, ModelLoadError, ModelNotFoundError, OutOfMemoryError, ParameterError
+from ..errors import ModelExecutionError, ModelLoadError, OutOfMemoryError, ParameterError
 from ..graph.batch import make_batch_dynamic, static_batch_size
+from ..graph.source import read_model, uses_external_data
 from .binding import Resident, StaticBinding, run_bound
 from .model import Model
 from .precision import PRECISIONS, to_float16
@@ -88,70 +89,6 @@ def load(
     return OnnxModel(model, device_id=device_id, **settings)
 
 
-def read_model(model, external_data_dir=None) -> tuple[onnx.ModelProto, Path | None]:
-    """Parse and check ``model`` (path, bytes or ModelProto) without loading external weights.
-
-    Returns the proto and, for files, the path (ONNX Runtime resolves external data from it).
-    Refuses external data references that leave the model's folder (or ``external_data_dir``).
-    """
-    if isinstance(model, onnx.ModelProto):
-        proto, path = model, None
-    elif isinstance(model, (bytes, bytearray)):
-        try:
-            proto = onnx.load_from_string(bytes(model))
-        except Exception as error:
-            raise ModelLoadError(f"model: the bytes given are not a serialized ONNX model ({error})") from error
-        path = None
-    elif isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if not path.is_file():
-            raise ModelNotFoundError(f"model: no such file {str(path)!r}")
-        try:
-            proto = onnx.load(str(path), load_external_data=False)
-        except Exception as error:
-            raise ModelLoadError(f"model: {str(path)!r} is not an ONNX model ({type(error).__name__}: {error})") from error
-    else:
-        raise ModelLoadError(
-            f"model must be a path, bytes, an onnx.ModelProto or a callable, got {type(model).__name__}"
-        )
-    if not proto.graph.node and not proto.graph.output:
-        raise ModelLoadError("model: the ONNX graph is empty (no nodes and no outputs)")
-    from ..graph.source import ModelSource, check_external_locations
-
-    folder = path.parent if path is not None else external_data_dir
-    check_external_locations(ModelSource(proto, Path(folder) if folder is not None else None, path))
-    try:
-        # The path form checks external data in place and works past protobuf's 2 GB limit.
-        onnx.checker.check_model(str(path) if path is not None else _without_external_data(proto))
-    except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelLoadError(f"model fails the ONNX checker: {first}") from error
-    return proto, path
-
-
-def _without_external_data(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy for the checker whose external weights are empty tensors.
-
-    The checker resolves external files from the working directory when it has no path; the
-    references were already checked to stay inside the model's folder, and ONNX Runtime
-    reads them from there.
-    """
-    if not _uses_external_data(proto):
-        return proto
-    copy = onnx.ModelProto()
-    copy.CopyFrom(proto)
-    for tensor in copy.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            tensor.CopyFrom(onnx.helper.make_tensor(tensor.name, tensor.data_type, [0], []))
-    return copy
-
-
-def _uses_external_data(proto: onnx.ModelProto) -> bool:
-    return any(
-        tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in proto.graph.initializer
-    )
-
-
 class OnnxModel(Model):
     """An ONNX model on one ONNX Runtime session.
 
@@ -183,6 +120,7 @@ class OnnxModel(Model):
             raise ParameterError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not isinstance(cuda_graph, bool):
             raise ParameterError(f"cuda_graph must be True or False, got {cuda_graph!r}")
+        super().__init__()
         proto, path = read_model(model, external_data_dir)
         if precision == "fp16":
             proto, path = to_float16(proto), None
@@ -195,7 +133,7 @@ class OnnxModel(Model):
         self.batch_size = batch_size
         self.device_id = device_id
         self._provider_entries = resolve_providers(providers, device_id)
-        self._threads = threads
+        self.threads = threads
         self._session_config = dict(session_config or {})
         self.metadata = {prop.key: prop.value for prop in proto.metadata_props}
         self.label_names = _json_names(self.metadata.get("class_names"))
@@ -231,7 +169,7 @@ class OnnxModel(Model):
         """
         derived = OnnxModel(
             proto, providers=self._provider_entries, device_id=self.device_id, batch_size=self.batch_size,
-            threads=self._threads, external_data_dir=self.external_data_dir,
+            threads=self.threads, external_data_dir=self.external_data_dir,
             session_config={**self._session_config, **(session_config or {})}, fuse=self.fuse,
             cuda_graph=self._static is not None,
         )
@@ -248,6 +186,10 @@ class OnnxModel(Model):
         return "cuda" if self.on_cuda else "cpu"
 
     @property
+    def device_key(self) -> str:
+        return f"{','.join(self.providers)}|{self.device_id}|{self.threads}"
+
+    @property
     def fuses_perturbations(self) -> bool:
         """Whether methods that can should compose their perturbations inside the graph."""
         return self.on_cuda if self.fuse == "auto" else bool(self.fuse)
@@ -258,13 +200,13 @@ class OnnxModel(Model):
 
     def _session_for(self, proto: onnx.ModelProto, path: Path | None) -> ort.InferenceSession:
         return open_session(
-            path if path is not None else proto, providers=self._provider_entries, threads=self._threads,
+            path if path is not None else proto, providers=self._provider_entries, threads=self.threads,
             session_config=self._session_config, external_data_dir=self.external_data_dir,
         )
 
     def _unfix_batch(self, proto: onnx.ModelProto, path: Path | None, size: int) -> None:
         """Rewrite a static batch as symbolic, keeping it only if a probe shows rows stay independent."""
-        if not _uses_external_data(proto) or self.external_data_dir is not None:
+        if not uses_external_data(proto) or self.external_data_dir is not None:
             dynamic = make_batch_dynamic(proto)
             candidate = self._session_for(dynamic, None)
             if _rows_independent(candidate, size):
@@ -319,7 +261,7 @@ def open_session(model, *, providers, threads=None, session_config=None, externa
     for key, value in (session_config or {}).items():
         options.add_session_config_entry(key, value)
     in_memory = isinstance(model, onnx.ModelProto)
-    if in_memory and external_data_dir is not None and _uses_external_data(model):
+    if in_memory and external_data_dir is not None and uses_external_data(model):
         options.add_session_config_entry(
             "session.model_external_initializers_file_folder_path", str(external_data_dir)
         )

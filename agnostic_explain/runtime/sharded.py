@@ -48,11 +48,14 @@ class ShardedModel(Model):
     def __init__(self, shards: list):
         if not shards:
             raise ParameterError("device_id: the list of devices is empty")
+        super().__init__()
         first = shards[0]
         self.shards = list(shards)
         self.device_ids = [shard.device_id for shard in shards]
+        # Every shard runs the same graph with the same settings: the first speaks for all.
         for name in ("inputs", "outputs", "label_names", "feature_names", "preprocessing", "metadata",
-                     "static_batch", "batch_size", "fixed_shapes"):
+                     "static_batch", "batch_size", "fixed_shapes", "providers", "precision", "proto", "path",
+                     "external_data_dir", "fuse", "threads"):
             setattr(self, name, getattr(first, name))
         self._pool = None
 
@@ -82,11 +85,17 @@ class ShardedModel(Model):
                 for i in ids[1:]]
         return cls([first] + rest)
 
-    def __getattr__(self, name):
-        # providers, on_cuda, fuses_perturbations, proto, path...: the same on every shard
-        if name.startswith("__") or name in ("shards", "_pool"):
-            raise AttributeError(name)
-        return getattr(self.shards[0], name)
+    @property
+    def fuses_perturbations(self) -> bool:
+        return self.shards[0].fuses_perturbations
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.shards[0].on_cuda
+
+    @property
+    def device_key(self) -> str:
+        return f"{','.join(self.providers)}|{self.device_ids}|{self.threads}"
 
     def __repr__(self) -> str:
         return f"ShardedModel(devices={self.device_ids}, {self.shards[0]!r})"

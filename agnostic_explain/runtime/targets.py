@@ -86,6 +86,15 @@ class Target:
         return self.indices
 
 
+def target_reducer(target: Target, output_transform: str | None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The batching loop's ``reduce``: each output row's target scalar, after ``output_transform``."""
+
+    def reduce(outputs: np.ndarray, owners: np.ndarray) -> np.ndarray:
+        return target.select(transform(outputs, output_transform), owners)
+
+    return reduce
+
+
 def resolve(target, outputs: np.ndarray, *, output_name: str = "output") -> Target:
     """Validate ``target`` against the unperturbed outputs and resolve it per row.
 

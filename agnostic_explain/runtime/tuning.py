@@ -37,18 +37,12 @@ def cache_file() -> Path | None:
 
 def _entry(model, key) -> str | None:
     """The cache key of ``model`` and a sizer key, or None for models without a graph."""
-    proto = getattr(model, "proto", None)
-    if proto is None:
+    if model.proto is None:
         return None
-    fingerprint = model.__dict__.get("_fingerprint")
-    if fingerprint is None:
-        fingerprint = hashlib.sha256(proto.SerializeToString()).hexdigest()[:32]
-        model.__dict__["_fingerprint"] = fingerprint
-    providers = ",".join(getattr(model, "providers", ()))
-    device = getattr(model, "device_ids", None) or getattr(model, "device_id", 0)
-    threads = getattr(model, "_threads", None)
+    if model.cache.fingerprint is None:
+        model.cache.fingerprint = hashlib.sha256(model.proto.SerializeToString()).hexdigest()[:32]
     name, row_shape = key
-    return f"{fingerprint}|{providers}|{device}|{threads}|{name}|{tuple(row_shape)}"
+    return f"{model.cache.fingerprint}|{model.device_key}|{name}|{tuple(row_shape)}"
 
 
 def _read(path: Path) -> dict:

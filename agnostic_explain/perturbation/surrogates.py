@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 __all__ = ["FEATURE_SELECTIONS", "fit_local", "fit_surrogate", "lime_kernel", "select_features", "weighted_ridge"]
 

@@ -15,12 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import AgnosticExplainError, ParameterError
+from .. import __version__
+from ..errors import AgnosticExplainError, ParameterError
+from ..explainers.registry import build, explainer_class, method_names
+from .options import add_runtime_flags, baseline, load_model, method_params, number, numbers, target
 
 PROG = "agnostic-explain"
 _MAX_PANELS = 16  # heatmap.png shows at most this many rows
-_METHODS = {"occlusion": "Occlusion", "ablation-cam": "AblationCam", "score-cam": "ScoreCam"}
+#: flags that are shortcuts for a method parameter (--window 1,2,2 is --param window=[1,2,2])
+_SHORTCUTS = ("window", "stride", "baseline", "layer")
 
 
 def main(argv=None) -> int:
@@ -48,20 +51,24 @@ def _parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", parents=[common], help="show a model's inputs, outputs and runtime")
     inspect.add_argument("model", metavar="MODEL", help="an .onnx file")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
-    _runtime_flags(inspect)
+    add_runtime_flags(inspect)
     inspect.set_defaults(run=_inspect)
 
     explain = commands.add_parser("explain", parents=[common], help="explain an input file (.npy, .npz, image)")
     explain.add_argument("model", metavar="MODEL", help="an .onnx file")
     explain.add_argument("input_file", metavar="INPUT", help=".npy, .npz, or an image (png, jpg, ...)")
-    explain.add_argument("--method", choices=list(_METHODS), default="occlusion", help="attribution method")
+    methods = method_names()
+    explain.add_argument("--method", choices=methods, default="occlusion", metavar="METHOD",
+                         help=f"attribution method (default occlusion): {', '.join(methods)}")
     explain.add_argument("--out", required=True, help="output folder (created)")
     add = explain.add_argument
     add("--target", default="predicted", help="class index, one per row (3,5), or 'predicted' (default)")
+    add("--param", action="append", default=[], metavar="KEY=VALUE",
+        help="a method parameter: a JSON value, or @FILE.npy for an array (e.g. --param background=@bg.npy)")
     add("--window", help="occlusion window per row axis, e.g. 1,2,2 (default: about 1/8 of each side)")
     add("--stride", help="step per axis (default: the window)")
-    add("--baseline", default="0", help="0, mean, blur or any number (default 0)")
-    add("--layer", help="CAM methods: the layer's tensor name (default: the last convolutional activation)")
+    add("--baseline", help="0, mean, blur or any number (default 0)")
+    add("--layer", help="layer methods: the layer's tensor name (default: chosen automatically)")
     add("--input", dest="input_name", metavar="NAME", help="the explained input of a multi-input model")
     add("--output", metavar="NAME_OR_INDEX", help="the explained output (default: first floating one)")
     add("--output-transform", choices=["softmax", "sigmoid"], help="explain probabilities, not raw outputs")
@@ -73,13 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--std", metavar="A,B,C", help="per-channel std divided by after the mean")
     add("--layout", choices=["nchw", "nhwc"], help="image layout the model wants (default: from its shape)")
     add("--no-report", action="store_true", help="do not write report.html (the HTML report)")
-    _runtime_flags(explain)
+    add_runtime_flags(explain)
     explain.set_defaults(run=_explain)
 
-    from converters.cli import register as register_convert
-
-    from .cli_graph import register
-    from .cli_jobs import register as register_jobs
+    from .convert import register as register_convert
+    from .graph import register
+    from .jobs import register as register_jobs
 
     register(commands, common)
     register_convert(commands, common)
@@ -91,38 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _runtime_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--device-id", default="0", help="CUDA device ordinal, or several (0,1) to shard across")
-    parser.add_argument("--batch-size", default="auto", help="rows per model call, or auto")
-    parser.add_argument("--fuse", choices=["auto", "on", "off"], default="auto",
-                        help="compose perturbations inside the graph (auto: on CUDA)")
-    parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp32", help="fp16 runs a half-precision copy")
-    parser.add_argument("--cuda-graph", action="store_true", help="capture and replay CUDA graphs")
-
-
-def _load(args):
-    from .runtime import load
-
-    ids = [_integer(part, "--device-id") for part in args.device_id.split(",")]
-    return load(
-        args.model,
-        providers=args.provider,
-        device_id=ids[0] if len(ids) == 1 else ids,
-        batch_size="auto" if args.batch_size == "auto" else _integer(args.batch_size, "--batch-size"),
-        fuse={"auto": "auto", "on": True, "off": False}[args.fuse],
-        precision=args.precision,
-        cuda_graph=args.cuda_graph,
-    )
-
-
 # -- inspect ----------------------------------------------------------------------------
 def _inspect(args) -> int:
     import onnxruntime as ort
 
-    from .runtime.providers import cuda_device_count
+    from ..runtime.providers import cuda_device_count
 
-    model = _load(args)
+    model = load_model(args)
     proto = model.proto
     info = {
         "path": str(Path(args.model).resolve()),
@@ -200,9 +181,10 @@ def _spec_lines(label: str, specs) -> list[tuple[str, str]]:
 
 # -- explain ----------------------------------------------------------------------------
 def _explain(args) -> int:
-    from .io import infer_layout, read_array, read_input
+    from ..io import read_array, read_input
+    from ..layout import infer_layout
 
-    model = _load(args)
+    model = load_model(args)
     Path(args.out).mkdir(parents=True, exist_ok=True)  # fail before the work, not after
     spec = model.input_spec(args.input_name)
     defaults = dict(model.preprocessing or {})
@@ -210,9 +192,9 @@ def _explain(args) -> int:
     layout = args.layout or defaults.get("layout") or infer_layout(spec.row_shape())
     given = {name: getattr(args, name) for name in ("scale", "mean", "std")}
     settings = {
-        "scale": _number(given["scale"], "--scale") if given["scale"] else None,
-        "mean": _numbers(given["mean"], "--mean", float) if given["mean"] else None,
-        "std": _numbers(given["std"], "--std", float) if given["std"] else None,
+        "scale": number(given["scale"], "--scale") if given["scale"] else None,
+        "mean": numbers(given["mean"], "--mean", float) if given["mean"] else None,
+        "std": numbers(given["std"], "--std", float) if given["std"] else None,
     }
     if not is_array:  # arrays are model-ready unless flags say otherwise; images get the model's defaults
         settings = {name: defaults.get(name) if value is None else value for name, value in settings.items()}
@@ -221,7 +203,7 @@ def _explain(args) -> int:
         settings["scale"] = settings["scale"] if given["scale"] else 1 / 255
     x = read_input(
         args.input_file, spec, key=args.key, layout=layout if layout in ("nchw", "nhwc") else None,
-        resize=_numbers(args.resize, "--resize", int, count=2) if args.resize else None, **settings,
+        resize=numbers(args.resize, "--resize", int, count=2) if args.resize else None, **settings,
     )
     fixed = {}
     for item in args.fixed:
@@ -229,15 +211,20 @@ def _explain(args) -> int:
         if not separator or not name or not file:
             raise ParameterError(f"--fixed: expected NAME=FILE.npy, got {item!r}")
         fixed[name] = read_array(file, prefer=name)
-    explainer = _explainer(args, model, np.delete(np.shape(x), spec.batch_axis or 0), layout)
+    params = _method_params(args)
+    explainer = build(args.method, model, params, parameter="--param")
     explanation = explainer.explain(
         x,
-        target=_target(args.target),
+        target=target(args.target),
         output=int(args.output) if args.output and args.output.isdigit() else args.output,
         input=args.input_name,
         fixed_inputs=fixed or None,
         output_transform=args.output_transform,
     )
+    if "window" in explanation.params and explanation.method == "occlusion":
+        window = tuple(explanation.params["window"]) if np.ndim(explanation.params["window"]) else (explanation.params["window"],)
+        stride = tuple(explanation.params["stride"]) if explanation.params.get("stride") else window
+        print(f"window {window}, stride {stride}{'' if 'window' in params else ' (default)'}")
     if "layer" in explanation.params:
         how = " (chosen automatically)" if explanation.params.get("layer_chosen_automatically") else ""
         print(f"layer {explanation.params['layer']}{how}")
@@ -257,46 +244,36 @@ def _explain(args) -> int:
     return 0
 
 
-def _explainer(args, model, row_shape, layout):
-    """The explainer ``--method`` names, with its flags; flags of other methods are refused."""
-    from . import explainers
+def _method_params(args) -> dict:
+    """The ``--param`` values of ``--method``, with the shortcut flags folded in."""
+    params = method_params(args.param)
+    shortcuts = {
+        "window": lambda text: numbers(text, "--window", int),
+        "stride": lambda text: numbers(text, "--stride", int),
+        "baseline": baseline,
+        "layer": str,
+    }
+    for flag, parse in shortcuts.items():
+        text = getattr(args, flag)
+        if text is None:
+            continue
+        if flag in params:
+            raise ParameterError(f"--{flag}: given twice, as --{flag} and as --param {flag}=...")
+        if flag not in _accepted(args.method):
+            raise ParameterError(f"--{flag}: {args.method} takes no {flag}; it takes {_accepted(args.method)}")
+        params[flag] = parse(text)
+    return params
 
-    cls = getattr(explainers, _METHODS[args.method])
-    if args.method != "occlusion":
-        for flag in ("window", "stride"):
-            if getattr(args, flag):
-                raise ParameterError(f"--{flag}: only occlusion takes it, not {args.method}")
-        return cls(model, layer=args.layer)
-    if args.layer:
-        raise ParameterError("--layer: only the CAM methods (ablation-cam, score-cam) take it")
-    row_shape = tuple(int(size) for size in row_shape)
-    window = _numbers(args.window, "--window", int) if args.window else default_window(row_shape, layout)
-    stride = _numbers(args.stride, "--stride", int) if args.stride else None
-    print(f"window {window}, stride {stride or window}{'' if args.window else ' (default)'}")
-    return cls(model, window=window, stride=stride, baseline=_baseline(args.baseline))
 
+def _accepted(method: str) -> list[str]:
+    import inspect
 
-def default_window(row_shape: tuple, layout: str | None) -> tuple[int, ...]:
-    """About 1/8 of each spatial side for image rows, one element per window otherwise.
-
-    >>> default_window((3, 224, 224), "nchw"), default_window((32, 32, 3), "nhwc"), default_window((10,), None)
-    ((3, 28, 28), (4, 4, 3), (1,))
-    """
-    if len(row_shape) == 3:
-        layout = layout if layout in ("nchw", "nhwc") else None
-        from .io import infer_layout
-
-        layout = layout or infer_layout(row_shape)
-        if layout == "nchw":
-            return (row_shape[0], max(1, row_shape[1] // 8), max(1, row_shape[2] // 8))
-        if layout == "nhwc":
-            return (max(1, row_shape[0] // 8), max(1, row_shape[1] // 8), row_shape[2])
-    return (1,) * len(row_shape)
+    return list(inspect.signature(explainer_class(method).__init__).parameters)[2:]
 
 
 def _write(explanation, out: Path, *, report=False, model=None) -> list[str]:
     """Save the explanation, a heatmap of its first rows (rows of rank 1 to 3) and the HTML report."""
-    from .plot import image_grid
+    from ..plot import image_grid
 
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"wrote {explanation.save(out / 'explanation.npz')}"]
@@ -309,7 +286,7 @@ def _write(explanation, out: Path, *, report=False, model=None) -> list[str]:
         more = f" (the first {shown} of {len(explanation)} rows)" if shown < len(explanation) else ""
         lines.append(f"wrote {out / 'heatmap.png'}{more}")
     if report:
-        from .report import write_report
+        from ..report.html import write_report
 
         lines.append(f"wrote {write_report(explanation, out / 'report.html', model=model)}")
     return lines
@@ -317,9 +294,9 @@ def _write(explanation, out: Path, *, report=False, model=None) -> list[str]:
 
 # -- demo -------------------------------------------------------------------------------
 def _demo(args) -> int:
-    from .data import DEFAULT_MODEL_PATH, load_samples
-    from .explainers import Occlusion
-    from .runtime import load
+    from ..data import DEFAULT_MODEL_PATH, load_samples
+    from ..explainers import Occlusion
+    from ..runtime import load
 
     images, labels = load_samples()
     picks = [0, 3, 7, 9]
@@ -336,45 +313,6 @@ def _demo(args) -> int:
 
 def _listing(items: list[str], shown: int = 4) -> str:
     return ", ".join(items[:shown]) + (f", ... ({len(items)} in all)" if len(items) > shown else "")
-
-
-# -- flag values ------------------------------------------------------------------------
-def _integer(text: str, flag: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ParameterError(f"{flag}: expected an integer, got {text!r}") from None
-
-
-def _number(text: str, flag: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ParameterError(f"{flag}: expected a number, got {text!r}") from None
-
-
-def _numbers(text: str, flag: str, kind, count: int | None = None) -> tuple:
-    try:
-        values = tuple(kind(item) for item in text.split(","))
-    except ValueError:
-        raise ParameterError(f"{flag}: expected comma-separated {kind.__name__}s such as 1,2,2, got {text!r}") from None
-    if count is not None and len(values) != count:
-        raise ParameterError(f"{flag}: expected {count} values, got {text!r}")
-    return values
-
-
-def _baseline(text: str):
-    return text if text in ("mean", "blur") else _number(text, "--baseline")
-
-
-def _target(text: str):
-    if text == "predicted":
-        return text
-    try:
-        values = [int(item) for item in text.split(",")]
-    except ValueError:
-        raise ParameterError(f"--target: expected 'predicted' or class indices such as 3 or 3,5, got {text!r}") from None
-    return values[0] if len(values) == 1 else values
 
 
 if __name__ == "__main__":

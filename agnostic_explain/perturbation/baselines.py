@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
+from ..layout import channel_axis
 
 __all__ = ["baseline_rows", "blur"]
 
@@ -43,9 +44,7 @@ def blur(rows: np.ndarray) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 
     row_shape = rows.shape[1:]
-    channel = None
-    if len(row_shape) == 3:
-        channel = 0 if row_shape[0] in (1, 3, 4) else (2 if row_shape[2] in (1, 3, 4) else None)
+    channel = channel_axis(row_shape)
     sigma = [0.0] + [0.0 if axis == channel else max(1.0, size / 32) for axis, size in enumerate(row_shape)]
     return gaussian_filter(rows.astype(np.float64), sigma=sigma, mode="reflect")
 

@@ -13,10 +13,13 @@ import time
 
 import numpy as np
 
-from .errors import InputShapeError, ParameterError
-from .explanation import Explanation, _jsonable
-from .runtime.model import Model
-from .runtime.session import load
+from ..errors import InputShapeError, ParameterError
+from ..explainers.base import make_explanation
+from ..explainers.kernel_shap import KernelShap
+from ..explainers.occlusion import Occlusion
+from ..explanation import Explanation
+from ..runtime.model import Model
+from ..runtime.session import load
 
 __all__ = ["LatentAttribution", "latent_traversal", "sensitivity_map"]
 
@@ -95,9 +98,6 @@ class LatentAttribution:
         self.baseline = baseline
 
     def _explainer(self, model: Model, latent_dim: int):
-        from .explainers.kernel_shap import KernelShap
-        from .explainers.occlusion import Occlusion
-
         baseline = np.broadcast_to(np.asarray(self.baseline, dtype=np.float32), (latent_dim,))
         if self.method == "occlusion":
             return Occlusion(model, window=(1,), baseline=baseline)
@@ -164,19 +164,10 @@ class LatentAttribution:
             "target": self.target if isinstance(self.target, str) else "callable",
             "baseline": float(self.baseline) if np.ndim(self.baseline) == 0 else "array",
         }
-        return Explanation(
-            values=values,
-            base_values=base_values,
-            data=rows,
-            target=None,
-            method=f"latent_{self.method}",
-            params=_jsonable(params),
-            n_evals=n_evals,
-            seconds=time.perf_counter() - started,
-            input_name=model.input_spec().name,
-            output_name=model.output_spec().name,
-            providers=tuple(getattr(model, "providers", ())),
-            extras=extras,
+        return make_explanation(
+            model, values=values, base_values=base_values, data=rows, target=None, method=f"latent_{self.method}",
+            params=params, n_evals=n_evals, started=started, input_name=model.input_spec().name,
+            output_name=model.output_spec().name, extras=extras, describes_input=False,
         )
 
 

@@ -14,8 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ParameterError, require
-from .runtime.fused import Blend
+from ..errors import ParameterError, require
+from ..runtime.fused import Blend
 
 __all__ = ["Background", "coalition_values", "summarize", "validate_background"]
 

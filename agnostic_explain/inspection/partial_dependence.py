@@ -16,10 +16,11 @@ from numbers import Integral
 
 import numpy as np
 
-from .errors import ParameterError
-from .runtime.batching import Feeds, evaluate
-from .runtime.targets import OUTPUT_TRANSFORMS, resolve, transform
-from .tables import text_table
+from ..errors import ParameterError
+from ..runtime.batching import evaluate
+from ..runtime.targets import resolve, transform
+from ..tables import text_table
+from .base import prepare_dataset
 
 __all__ = ["PartialDependence", "partial_dependence"]
 
@@ -137,19 +138,12 @@ def partial_dependence(
     started = time.perf_counter()
     if kind not in _KINDS:
         raise ParameterError(f"kind must be one of {_KINDS}, got {kind!r}")
-    if output_transform not in OUTPUT_TRANSFORMS:
-        raise ParameterError(f"output_transform must be one of {OUTPUT_TRANSFORMS}, got {output_transform!r}")
     if isinstance(grid_resolution, bool) or not isinstance(grid_resolution, Integral) or grid_resolution < 2:
         raise ParameterError(f"grid_resolution must be an integer >= 2, got {grid_resolution!r}")
     if target is not None and (isinstance(target, bool) or not isinstance(target, Integral)):
         raise ParameterError(f"target must be None or an int class index, got {target!r}")
     _check_percentiles(percentiles)
-    from .runtime import load
-    from .runtime.model import Model
-
-    if not isinstance(model, Model):
-        model = load(model)
-    feeds = Feeds.prepare(model, X)
+    model, feeds = prepare_dataset(model, X, output_transform=output_transform)
     rows = feeds.rows
     if rows.ndim != 2:
         raise ParameterError(f"X: partial dependence needs tabular rows (n_rows, n_features), got shape {rows.shape}")

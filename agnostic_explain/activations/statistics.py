@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputShapeError, ParameterError
-from .tables import NamedRows, format_shape, text_table
+from ..errors import InputShapeError, ParameterError
+from ..tables import NamedRows, format_shape, text_table
 
 __all__ = ["ActivationStatistics", "Embedding", "LayerStatistics", "channel_means", "layer_statistics", "pca_embedding"]
 

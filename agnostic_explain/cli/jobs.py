@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
-from .errors import ParameterError
+from ..errors import ParameterError
+from ..explainers.registry import method_names
+from .options import integer, method_params
 
 _EPILOG = (
     "Rerun the same command after a crash or Ctrl-C to resume: finished chunks are kept. "
@@ -16,8 +17,6 @@ _EPILOG = (
 
 def register(commands, common) -> None:
     """Add ``explain-dataset`` to the ``agnostic-explain`` parser."""
-    from .jobs.spec import method_names
-
     methods = method_names()
     job = commands.add_parser(
         "explain-dataset", parents=[common], help="explain every input of a data set into a resumable folder",
@@ -47,25 +46,25 @@ def register(commands, common) -> None:
 
 
 def _explain_dataset(args) -> int:
-    from .cli import _integer
-    from .jobs import explain_dataset
+    from ..jobs import explain_dataset
 
-    params = dict(_param(item) for item in args.param)
+    params = method_params(args.param)
     if args.method == "occlusion" and "window" not in params:
+        # The job spec records the window, so that a resumed job uses the same one.
         params["window"] = _default_window(args.model)
         print(f"window {params['window']} (default)")
     spec = {"method": args.method, "params": params, "output_transform": args.output_transform,
-            "target": args.target if args.target == "predicted" else _integer(args.target, "--target")}
+            "target": args.target if args.target == "predicted" else integer(args.target, "--target")}
     if args.output is not None:
         spec["output"] = int(args.output) if args.output.isdigit() else args.output
     try:
         summary = explain_dataset(
             args.model, args.data, spec, out=args.out, devices=args.devices, backend=args.backend,
-            resume=not args.no_resume, chunk_size=_integer(args.chunk_size, "--chunk-size"),
-            random_state=None if args.seed is None else _integer(args.seed, "--seed"), on_error=args.on_error,
+            resume=not args.no_resume, chunk_size=integer(args.chunk_size, "--chunk-size"),
+            random_state=None if args.seed is None else integer(args.seed, "--seed"), on_error=args.on_error,
             progress=False if args.no_progress else None,
-            threads=None if args.threads is None else _integer(args.threads, "--threads"),
-            batch_size="auto" if args.batch_size == "auto" else _integer(args.batch_size, "--batch-size"),
+            threads=None if args.threads is None else integer(args.threads, "--threads"),
+            batch_size="auto" if args.batch_size == "auto" else integer(args.batch_size, "--batch-size"),
             columns=[name.strip() for name in args.columns.split(",")] if args.columns else None,
         )
     except KeyboardInterrupt:
@@ -81,28 +80,12 @@ def _explain_dataset(args) -> int:
     return 0
 
 
-def _param(item: str):
-    key, separator, text = item.partition("=")
-    if not separator or not key:
-        raise ParameterError(f"--param: expected KEY=VALUE such as window=[1,2,2], got {item!r}")
-    if text.startswith("@"):
-        from .io import read_array
-
-        return key, read_array(text[1:])
-    try:
-        return key, json.loads(text)
-    except ValueError:
-        return key, text  # a bare word, such as a segmentation name
-
-
 def _default_window(model) -> list[int]:
-    from .cli import default_window
-    from .io import infer_layout
-    from .runtime import load
+    from ..explainers.occlusion import default_window
+    from ..runtime import load
 
     probe = load(model, providers="cpu", threads=1)
     row = tuple(probe.input_spec().row_shape() or ())
     if not all(isinstance(size, int) for size in row):
         raise ParameterError(f"--param window=...: the model's rows {row} are not of static size; give the window")
-    layout = (probe.preprocessing or {}).get("layout") or infer_layout(row)
-    return list(default_window(row, layout))
+    return list(default_window(row, probe.layout))

@@ -8,12 +8,13 @@ from typing import Callable
 
 import numpy as np
 
-from .. import masks
 from ..errors import ParameterError
-from ..explanation import Explanation, _jsonable
+from ..explainers.base import make_explanation, unperturbed_outputs
+from ..explanation import Explanation
+from ..perturbation import masks
 from ..runtime.batching import evaluate
 from ..runtime.targets import Target, resolve, transform
-from .base import Explainer, unperturbed_outputs
+from .base import DatasetMethod
 
 #: Supported scorer names: (function in ``sklearn.metrics``, sign, response, keyword arguments).
 #: The response is what the sklearn scorer of that name asks a fitted estimator for: "labels"
@@ -45,7 +46,7 @@ SCORERS = {
 }
 
 
-class PermutationImportance(Explainer):
+class PermutationImportance(DatasetMethod):
     """Permutation importance (Breiman 2001), with scikit-learn's scorers, over a whole data set.
 
     The score of the model on the rows ``x`` is measured once; then, ``n_repeats`` times per
@@ -73,7 +74,7 @@ class PermutationImportance(Explainer):
     Examples
     --------
     >>> import numpy as np
-    >>> from agnostic_explain.explainers.permutation import PermutationImportance
+    >>> from agnostic_explain.inspection import PermutationImportance
     >>> x = np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32)
     >>> model = lambda rows: 2.0 * rows[:, :1] + rows[:, 1:2]  # the third column is unused
     >>> result = PermutationImportance(model, scoring="neg_mean_squared_error").explain(x, random_state=0)
@@ -152,7 +153,7 @@ class PermutationImportance(Explainer):
             (1, n_groups), "feature_mask", "baseline_score" and "scoring".
         """
         started = time.perf_counter()
-        model, feeds = self._prepare(x, input, fixed_inputs, output_transform)
+        model, feeds = self._prepare(x, input=input, fixed_inputs=fixed_inputs, output_transform=output_transform)
         rows = feeds.rows
         n = len(rows)
         mask = self._check(rows)
@@ -200,21 +201,11 @@ class PermutationImportance(Explainer):
             params["target"] = f"callable {getattr(resolved.function, '__name__', 'target')}"
         elif resolved is not None:
             params["target"] = target if not isinstance(target, np.ndarray) else target.tolist()
-        return Explanation(
-            values=mean[mask][None].astype(np.float32),
-            base_values=np.array([baseline], dtype=np.float64),
-            data=rows.mean(axis=0, keepdims=True, dtype=np.float64),
-            target=_shared_target(resolved),
-            method=self.method,
-            params=_jsonable(params),
-            n_evals=n + total,
-            seconds=time.perf_counter() - started,
-            input_name=feeds.name,
+        return make_explanation(
+            model, values=mean[mask][None].astype(np.float32), base_values=np.array([baseline], dtype=np.float64),
+            data=rows.mean(axis=0, keepdims=True, dtype=np.float64), target=_shared_target(resolved),
+            method=self.method, params=params, n_evals=n + total, started=started, input_name=feeds.name,
             output_name=output_name,
-            feature_names=model.feature_names,
-            label_names=model.label_names,
-            providers=tuple(getattr(model, "providers", ())),
-            preprocessing=model.preprocessing,
             extras={
                 "importances": importances,
                 "importances_mean": mean,

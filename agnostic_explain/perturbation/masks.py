@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import MissingDependencyError, ParameterError
+from ..errors import MissingDependencyError, ParameterError
 
 __all__ = ["column_groups", "compose", "grid", "n_groups", "superpixels", "token_positions", "validate"]
 

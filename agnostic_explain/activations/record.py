@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .activation_stats import ActivationStatistics, Embedding, layer_statistics, pca_embedding
-from .errors import ParameterError
-from .graph.expose import expose, select_tensors
-from .graph.inspect import resolve_tensors
-from .graph.source import open_model
-from .runtime.batching import Feeds, evaluate
-from .runtime.session import OnnxModel, load
-from .runtime.targets import resolve
+from .statistics import ActivationStatistics, Embedding, layer_statistics, pca_embedding
+from ..errors import ParameterError
+from ..graph.expose import expose, select_tensors
+from ..graph.inspect import resolve_tensors
+from ..graph.source import open_model
+from ..runtime.batching import Feeds, evaluate
+from ..runtime.session import OnnxModel, load
+from ..runtime.targets import resolve
 
 __all__ = ["Activations", "LayerActivations"]
 

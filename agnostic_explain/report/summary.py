@@ -13,7 +13,10 @@ import math
 
 import numpy as np
 
-from .errors import ParameterError
+from ..errors import ParameterError
+from ..layout import heat_map
+from ..plot.wording import format_value as _value
+from ..plot.wording import score_text
 
 __all__ = ["explanation_kind", "summarize_explanation"]
 
@@ -95,25 +98,6 @@ def explanation_kind(explanation) -> str:
     return "image" if rank in (2, 3) else "other"
 
 
-def score_text(row) -> str:
-    """The target's score at the unperturbed input: ``p = 0.78``, ``logit 9.23`` or ``score 3.1``.
-
-    "p" after a softmax or sigmoid, "probability" from an output named so (converted
-    classifiers), "logit" from a raw output with class names or named so, else "score": a
-    regression or an unnamed output is not called a logit.
-    """
-    score = float(row.base_values[0])
-    if row.params.get("output_transform") in _PROBABILITY:
-        if score > 0.9995:
-            return "p > 0.999"
-        return f"p = {score:.3f}" if score >= 0.995 else (f"p = {score:.2f}" if score >= 0.01 else f"p = {score:.2g}")
-    output = str(row.output_name).lower()
-    if "prob" in output:
-        return f"probability {_value(score)}"
-    logit = "logit" in output or (row.label_names is not None and row.target is not None and row.target.ndim == 1)
-    return f"{'logit' if logit else 'score'} {_value(score)}"
-
-
 def _target_sentence(row) -> str:
     score = score_text(row)
     if row.target is None:
@@ -130,8 +114,6 @@ def _target_sentence(row) -> str:
 
 # -- images -------------------------------------------------------------------------------
 def _image_sentences(row) -> list[str]:
-    from .plot.image import heat_map
-
     heat = heat_map(row)  # the (H, W) map the overlay draws
     positive = np.clip(heat, 0.0, None)
     mass = float(positive.sum())
@@ -235,15 +217,6 @@ def _method_sentence(explanation) -> str:
     took = f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"
     return (f"Computed with {explanation.method}{f' ({settings})' if settings else ''}: "
             f"{explanation.n_evals} model evaluations for {rows} row{'s' if rows != 1 else ''} in {took}.")
-
-
-def _value(x) -> str:
-    if isinstance(x, (str, np.str_)):
-        return str(x)
-    if isinstance(x, (bool, np.bool_)) or (isinstance(x, (int, np.integer))):
-        return str(int(x))
-    text = f"{float(x):.4g}"
-    return "0" if text == "-0" else text
 
 
 def _signed(x: float) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 
 def register(commands, common) -> None:
@@ -34,7 +34,7 @@ def register(commands, common) -> None:
 
 
 def _layers(args) -> int:
-    from .graph import layers
+    from ..graph import layers
 
     table = layers(args.model)
     if not args.json:
@@ -55,7 +55,7 @@ def _layers(args) -> int:
 
 
 def _weights(args) -> int:
-    from .graph import weights
+    from ..graph import weights
 
     print(weights(args.model))
     return 0
@@ -64,7 +64,7 @@ def _weights(args) -> int:
 def _topology(args) -> int:
     from matplotlib.figure import Figure
 
-    from .plot import topology
+    from ..plot import topology
 
     formats = Figure().canvas.get_supported_filetypes()
     suffix = Path(args.out).suffix.lower().lstrip(".")
@@ -84,7 +84,7 @@ def _shape(shape):
 def _split(args) -> int:
     import onnx
 
-    from .graph import open_model, split
+    from ..graph import open_model, split
 
     names = [name.strip() for name in args.at.split(",") if name.strip()]
     if not names:

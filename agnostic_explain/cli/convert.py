@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from agnostic_explain.errors import ParameterError
+from ..errors import ParameterError
+from .options import integer, number
 
 #: --framework value -> (converter module, its from_* function)
 FRAMEWORKS = {
@@ -60,8 +61,7 @@ def framework_of(source: Path, given: str | None) -> str:
 
 
 def _convert(args) -> int:
-    from agnostic_explain.cli import _integer, _number
-    from agnostic_explain.io import read_array
+    from ..io import read_array
 
     source = Path(args.source)
     if not source.exists():
@@ -73,15 +73,15 @@ def _convert(args) -> int:
     native = module.load_native(source, allow_pickle=args.allow_pickle)
     options = {
         "path": args.out,
-        "atol": _number(args.atol, "--atol"),
-        "rtol": _number(args.rtol, "--rtol"),
+        "atol": number(args.atol, "--atol"),
+        "rtol": number(args.rtol, "--rtol"),
     }
     if args.class_names:
         options["class_names"] = [name.strip() for name in args.class_names.split(",")]
     if args.feature_names:
         options["feature_names"] = [name.strip() for name in args.feature_names.split(",")]
     if args.opset:
-        options["opset"] = _integer(args.opset, "--opset")
+        options["opset"] = integer(args.opset, "--opset")
     proto = getattr(module, function_name)(native, sample, **options)
     _report(proto, args.out, framework)
     return 0
@@ -101,7 +101,7 @@ def _read_sample(path: str, read_array):
 
 
 def _report(proto, out: str, framework: str) -> None:
-    from .metadata import read_metadata
+    from converters.metadata import read_metadata
 
     found = read_metadata(proto)
     parity = found.get("parity") or {}

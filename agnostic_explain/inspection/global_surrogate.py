@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError, InputShapeError, ParameterError
+from ..errors import InputError, InputShapeError, ParameterError
+from .base import DatasetMethod
 
 __all__ = ["GlobalSurrogate", "simplify_path"]
 
@@ -61,7 +62,7 @@ def simplify_path(conditions) -> tuple:
     return tuple((feature, lower, upper) for feature, (lower, upper) in bounds.items())
 
 
-class GlobalSurrogate:
+class GlobalSurrogate(DatasetMethod):
     """A decision tree, rule list or linear model that imitates a model on tabular data.
 
     Parameters
@@ -112,9 +113,11 @@ class GlobalSurrogate:
     True
     """
 
+    method = "global_surrogate"
+
     def __init__(self, model, kind="tree", max_depth=4, *, output=None, test_size=0.25,
                  random_state=None, class_names=None, feature_names=None, min_support=0.02):
-        self.model = model
+        super().__init__(model)
         self.kind = kind
         self.max_depth = max_depth
         self.output = output
@@ -161,15 +164,13 @@ class GlobalSurrogate:
         """
         from sklearn.model_selection import train_test_split
 
-        from . import load
-
         self._check_parameters()
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2:
             raise InputShapeError(f"X: got shape {X.shape}, expected (n_rows, n_features)")
         if len(X) < 4:
             raise InputError(f"X: got {len(X)} rows, expected at least 4 to hold some out")
-        loaded = load(self.model)
+        loaded = self._loaded()
         raw = np.asarray(loaded.predict(X, output=self.output))
         if raw.ndim == 2 and raw.shape[1] > 1:
             self.task, y = "classification", raw.argmax(axis=1)
@@ -180,9 +181,9 @@ class GlobalSurrogate:
                 f"output: the model's output has shape {raw.shape}, expected (batch, n_classes) "
                 "for a classification or (batch,) / (batch, 1) for a regression")
         n_outputs = raw.shape[1] if self.task == "classification" else 1
-        self.feature_names_ = _names(self.feature_names, getattr(loaded, "feature_names", None),
+        self.feature_names_ = _names(self.feature_names, loaded.feature_names,
                                      X.shape[1], "feature_names", "x")
-        self.class_names_ = _names(self.class_names, getattr(loaded, "label_names", None),
+        self.class_names_ = _names(self.class_names, loaded.label_names,
                                    n_outputs, "class_names", "class ") \
             if self.task == "classification" else None
 
