@@ -32,6 +32,7 @@ demo: $(VENV)/.base
 	$(BIN)/agnostic-explain demo --out demo-output
 
 test: $(VENV)/.test
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.bench

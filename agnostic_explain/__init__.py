@@ -38,7 +38,7 @@ from .perturbation import Background, masks, summarize
 from .report import summary
 from .runtime import CallableModel, Model, OnnxModel, TensorSpec, load
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 __all__ = sorted(
     [

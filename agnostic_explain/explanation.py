@@ -104,12 +104,6 @@ class Explanation:
             return None
         return [self.label_names[int(index)] if 0 <= index < len(self.label_names) else str(index) for index in self.target]
 
-    def report(self, path, **kwargs) -> Path:
-        """Write a self-contained HTML report of this explanation; see :func:`agnostic_explain.report.write_report`."""
-        from .report.html import write_report
-
-        return write_report([self], path, **kwargs)
-
     def save(self, path) -> Path:
         """Write to ``path`` as ``.npz`` (no pickle). Returns the path written."""
         path = Path(path)
@@ -124,7 +118,7 @@ class Explanation:
         }
         arrays = {name: getattr(self, name) for name in _ARRAYS if getattr(self, name) is not None}
         arrays.update({_EXTRA + key: value for key, value in array_extras.items()})
-        np.savez_compressed(path, meta=np.array(json.dumps(_jsonable(meta))), **arrays)
+        np.savez_compressed(path, meta=np.array(json.dumps(json_ready(meta))), **arrays)
         return path
 
     @classmethod
@@ -150,12 +144,12 @@ class Explanation:
         return cls(**arrays, **meta)
 
 
-def _jsonable(value):
+def json_ready(value):
     """Convert numpy scalars, arrays and tuples to plain JSON values."""
     if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): json_ready(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
+        return [json_ready(item) for item in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

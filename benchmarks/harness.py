@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agnostic_explain.explanation import _jsonable  # the one numpy-to-JSON conversion
+from agnostic_explain.explanation import json_ready  # the one numpy-to-JSON conversion
 from benchmarks.cases import Case
 from benchmarks.common import (
     BATCH_SIZES, bound_run, model_throughput, paired_runs, probe_providers, split_parts, sweep_providers,
@@ -131,7 +131,7 @@ def run_cases(cases: list, options: Options, out: Path, *, timeout: float = 1800
         else:
             record = {"error": f"the case process exited with code {process.exitcode} and no result"}
         record.update(case=case.name, method=case.method, model=case.model, domain=case.domain,
-                      params=_jsonable(case.params), rows=case.rows, sweep=case.sweep, n_samples=case.n_samples,
+                      params=json_ready(case.params), rows=case.rows, sweep=case.sweep, n_samples=case.n_samples,
                       target_ratio=case.target_ratio, describe=case.describe(),
                       process_seconds=time.perf_counter() - began)
         records.append(record)
@@ -157,7 +157,7 @@ def _child(case: Case, options: Options, result_path: str) -> None:
         record = measure(case, options)
     except Exception:  # a failing case is reported, and the next one runs
         record = {"error": traceback.format_exc()}
-    Path(result_path).write_text(json.dumps(_jsonable(record), indent=1))
+    Path(result_path).write_text(json.dumps(json_ready(record), indent=1))
 
 
 def _recorded_bound(model, bound_model, best_size: int, explain):

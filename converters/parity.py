@@ -70,7 +70,7 @@ def check_parity(proto, feeds: dict, expected: dict, *, atol=DEFAULT_ATOL, rtol=
         An output differs beyond both tolerances; the message names the output, the worst
         element and both values.
     """
-    from agnostic_explain.runtime.session import load
+    from agnostic_explain.runtime import load
 
     for name, value in (("atol", atol), ("rtol", rtol)):
         if not isinstance(value, (int, float)) or not value >= 0:

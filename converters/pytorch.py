@@ -195,7 +195,7 @@ def load_native(path, *, allow_pickle=False):
 def _session(proto):
     """The exported model on ONNX Runtime's CPU provider; an unloadable export is a ConversionError."""
     from agnostic_explain.errors import ModelLoadError
-    from agnostic_explain.runtime.session import load
+    from agnostic_explain.runtime import load
 
     try:
         return load(proto, providers="cpu")

@@ -75,7 +75,7 @@ def finish_tabular(proto, x, expected, *, labels=None, **finish_options) -> onnx
     Parity compares the first floating output with ``expected``; labels, when given, are
     compared exactly, and mismatches only warn (a probability tie can flip one in float32).
     """
-    from agnostic_explain.runtime.session import load
+    from agnostic_explain.runtime import load
 
     proto = arrange_outputs(proto)
     main = proto.graph.output[0].name

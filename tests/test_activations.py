@@ -11,7 +11,7 @@ import pytest
 from onnx import helper
 
 import agnostic_explain as ae
-from agnostic_explain import activations as activations_module
+from agnostic_explain.activations import record as activations_module
 from agnostic_explain.activations import Activations, LayerActivations
 from agnostic_explain.data import DEFAULT_MODEL_PATH, load_samples
 from agnostic_explain.errors import InputShapeError, ParameterError, TargetError

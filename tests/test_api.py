@@ -11,7 +11,7 @@ import agnostic_explain as ae
 
 DOCTESTED = [
     "agnostic_explain",
-    "agnostic_explain.runtime.session",
+    "agnostic_explain.runtime.loading",
     "agnostic_explain.runtime.callable",
     "agnostic_explain.runtime.binding",
     "agnostic_explain.runtime.sharded",

@@ -1,7 +1,8 @@
-"""Every explainer through the same checks: shapes, determinism, shared names, error paths.
+"""Every registered explainer through the same checks: shapes, determinism, shared names, error paths.
 
-A new explainer is covered by adding one entry to ``EXPLAINERS``: a factory taking the model
-and a background/training set for a 4-feature tabular model.
+The explainers come from the registry (``agnostic_explain.explainers.registry``): a new method is
+covered here as soon as it is registered. Each runs with its default settings; a parameter that
+takes a data set (``data_params``: a background, training data) gets rows of the test's data.
 """
 
 from __future__ import annotations
@@ -13,28 +14,31 @@ import pytest
 from conftest import build_linear
 
 import agnostic_explain as ae
+from agnostic_explain.data import DEFAULT_MODEL_PATH, load_samples
 from agnostic_explain.errors import InputShapeError, NonFiniteInputError, ParameterError, TargetError
+from agnostic_explain.explainers.registry import explainers
 
 N_FEATURES = 4
 
 
-def _factories():
-    factories = {"occlusion": lambda model, data: ae.Occlusion(model, window=(1,))}
-    optional = {
-        "feature_ablation": ("FeatureAblation", lambda cls, model, data: cls(model)),
-        "kernel_shap": ("KernelShap", lambda cls, model, data: cls(model, background=data[:5])),
-        "shapley_sampling": ("ShapleySampling", lambda cls, model, data: cls(model, background=data[:3], n_permutations=4)),
-        "lime_tabular": ("LimeTabular", lambda cls, model, data: cls(model, data, num_samples=200)),
-        "rise": ("Rise", lambda cls, model, data: cls(model, n_masks=64, cells=2)),
-    }
-    for key, (name, make) in optional.items():
-        cls = getattr(ae, name, None)
-        if cls is not None:
-            factories[key] = lambda model, data, cls=cls, make=make: make(cls, model, data)
-    return factories
+def _factory(cls):
+    """Build ``cls`` for a model, filling its required data parameters from ``data``."""
+    signature = inspect.signature(cls.__init__)
+    required = [
+        name for name, parameter in list(signature.parameters.items())[2:]
+        if parameter.default is inspect.Parameter.empty and parameter.kind is not parameter.VAR_KEYWORD
+    ]
+    missing = [name for name in required if name not in cls.data_params]
+    assert not missing, f"{cls.__name__} requires {missing}, which are not data parameters"
+    return lambda model, data: cls(model, **{name: data[:5] for name in required})
 
 
-EXPLAINERS = _factories()
+def _registered(kind: str) -> dict:
+    return {name: _factory(cls) for name, cls in explainers().items() if kind in cls.row_kinds}
+
+
+EXPLAINERS = _registered("tabular")
+IMAGE_EXPLAINERS = _registered("image")
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +88,30 @@ def test_error_paths(name, case, data):
         explainer.explain(data[:2], target=3)
     with pytest.raises(ParameterError, match="output_transform"):
         explainer.explain(data[:2], target=0, output_transform="tanh")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    images, _ = load_samples()
+    return ae.load(DEFAULT_MODEL_PATH, providers="cpu"), images
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_EXPLAINERS))
+def test_image_methods_shapes_and_determinism(name, digits):
+    model, images = digits
+    x = images[:2]
+    first = IMAGE_EXPLAINERS[name](model, images).explain(x, target=3, random_state=7, progress=False)
+    second = IMAGE_EXPLAINERS[name](model, images).explain(x, target=3, random_state=7, progress=False)
+    assert np.all(np.isfinite(first.values)) and len(first) == 2
+    if explainers()[name].values_like_rows:
+        assert first.values.shape == x.shape
+    np.testing.assert_array_equal(first.values, second.values)
+    np.testing.assert_allclose(first.base_values, model.predict(x)[:, 3], rtol=1e-5, atol=1e-5)
+    assert first.target.tolist() == [3, 3] and first.method == name
+
+
+def test_every_registered_method_is_covered_by_one_kind_of_rows():
+    for name, cls in explainers().items():
+        assert set(cls.row_kinds) <= {"tabular", "image", "tokens"}, name
+        assert cls.row_kinds, name
+

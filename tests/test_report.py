@@ -205,7 +205,7 @@ def test_every_user_string_is_escaped(tmp_path):
     values[:2, :2] = 1.0
     explanation = image_explanation(values, label_names=("cat", MALICIOUS), input_name='"><img src=x onerror=alert(2)>',
                                      params={"note": MALICIOUS, "output_transform": "softmax"})
-    page = explanation.report(tmp_path / "evil.html", title=f"Report {MALICIOUS}").read_text(encoding="utf-8")
+    page = write_report(explanation, tmp_path / "evil.html", title=f"Report {MALICIOUS}").read_text(encoding="utf-8")
     assert "<script" not in page.lower() and "<img src=x" not in page
     assert f"<title>Report {html.escape(MALICIOUS)}</title>" in page
     assert html.escape(f"The model predicts '{MALICIOUS}' (p = 0.78).") in page  # the class name, escaped

@@ -18,7 +18,8 @@ from ..graph.expose import expose, select_tensors
 from ..graph.inspect import resolve_tensors
 from ..graph.source import open_model
 from ..runtime.batching import Feeds, evaluate
-from ..runtime.session import OnnxModel, load
+from ..runtime.loading import load
+from ..runtime.model import Model
 from ..runtime.targets import resolve
 
 __all__ = ["Activations", "LayerActivations"]
@@ -114,6 +115,7 @@ class LayerActivations:
     def __init__(self, model, layers="all"):
         self.model = model
         self.layers = layers
+        self._cache: _Exposed | None = None  # the exposed model of the last call, reused by the next
 
     # -- running -----------------------------------------------------------------------
     def activations(
@@ -259,7 +261,7 @@ class LayerActivations:
             input_name=feeds.name,
             data=rows,
             predictions=_predictions(outputs),
-            label_names=getattr(model, "label_names", None),
+            label_names=model.label_names,
             op_types={name: exposed.op_types.get(name, "?") for name in wanted},
         )
 
@@ -267,13 +269,13 @@ class LayerActivations:
         layers = self.layers
         # compared, not hashed: a copy of a list, so that editing it later is noticed
         key = (id(self.model), tuple(layers) if isinstance(layers, list) else layers)
-        cached = getattr(self, "_cache", None)
+        cached = self._cache
         if cached is not None and cached.key == key:
             return cached
         source = open_model(self.model)
         listed = select_tensors(source, layers, parameter="layers", kinds={"node output"})
         exposed = expose(source, listed)
-        if isinstance(self.model, OnnxModel):  # same providers, device and batch size
+        if isinstance(self.model, Model) and self.model.proto is not None:  # same providers, device and batch size
             model = self.model.derive(exposed)
         else:
             model = load(exposed, external_data_dir=source.base_dir)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..errors import AgnosticExplainError, ParameterError
 from ..explainers.registry import build, explainer_class, method_names
 from .options import add_runtime_flags, baseline, load_model, method_params, number, numbers, target

@@ -7,7 +7,7 @@ import numpy as np
 from ..perturbation import masks
 from ..errors import ParameterError
 from ..runtime.fused import Blend
-from .base import Explainer, Problem
+from .base import Explainer, Problem, recorded
 from ..perturbation.baselines import baseline_rows, fill_index, fill_rows
 
 
@@ -51,6 +51,7 @@ class FeatureAblation(Explainer):
     """
 
     method = "feature_ablation"
+    row_kinds = ("tabular", "image", "tokens")
 
     def __init__(self, model, feature_mask=None, baseline=0.0):
         super().__init__(model)
@@ -58,21 +59,18 @@ class FeatureAblation(Explainer):
         self.baseline = baseline
 
     def _params(self) -> dict:
-        baseline = self.baseline
-        if not isinstance(baseline, str):
-            baseline = float(baseline) if np.ndim(baseline) == 0 else f"array of shape {np.shape(baseline)}"
-        mask = None if self.feature_mask is None else f"array of shape {np.shape(self.feature_mask)}"
+        baseline = recorded(self.baseline)
+        mask = recorded(self.feature_mask)
         return {"feature_mask": mask, "baseline": baseline}
 
-    def _check(self, rows: np.ndarray) -> None:
-        row_masks(self.feature_mask, rows)
-        baseline_rows(self.baseline, rows)
+    def _check(self, rows: np.ndarray) -> tuple:
+        """The group mask, whether every row shares it, and the baseline rows."""
+        return (*row_masks(self.feature_mask, rows), baseline_rows(self.baseline, rows))
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         rows = problem.rows
         n_rows = len(rows)
-        mask, shared = row_masks(self.feature_mask, rows)
-        baseline = baseline_rows(self.baseline, rows)
+        mask, shared, baseline = problem.checked
         # A per-row mask may give rows different group counts: evaluate only the groups a row has.
         counts = np.full(n_rows, masks.n_groups(mask)) if shared else mask.reshape(n_rows, -1).max(axis=1) + 1
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -130,7 +128,7 @@ def row_masks(feature_mask, rows: np.ndarray) -> tuple[np.ndarray, bool]:
     """
     row_shape = rows.shape[1:]
     if feature_mask is None:
-        return np.arange(int(np.prod(row_shape)), dtype=np.int64).reshape(row_shape), True
+        return masks.one_per_element(row_shape), True
     mask = np.asarray(feature_mask)
     if mask.ndim != rows.ndim or mask.shape[0] == 1:
         if mask.ndim == rows.ndim:

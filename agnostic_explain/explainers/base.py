@@ -13,11 +13,11 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ParameterError
-from ..explanation import Explanation, _jsonable
+from ..explanation import Explanation, json_ready
 from ..runtime.batching import Feeds, evaluate
 from ..runtime.fused import Blend, evaluate_fused
 from ..runtime.model import Model
-from ..runtime.session import load
+from ..runtime.loading import load
 from ..runtime.targets import OUTPUT_TRANSFORMS, Target, resolve, target_reducer, transform
 
 
@@ -121,7 +121,8 @@ class Explainer:
       need more than the output from that run (the layer methods read activations too);
     - ``needs_graph = True`` for methods that edit the ONNX graph;
     - ``data_params``: the names of constructor parameters that take a data set (a
-      background, training data), which the CLI and jobs read from files.
+      background, training data), which the CLI and jobs read from files;
+    - ``row_kinds`` and ``values_like_rows``: what rows it explains, and the shape of its values.
     """
 
     method = "explainer"
@@ -129,6 +130,11 @@ class Explainer:
     needs_graph = False
     #: constructor parameters that take a data set rather than a setting
     data_params: tuple[str, ...] = ()
+    #: the rows the method explains: "tabular" (features), "image" (H, W with or without
+    #: channels), "tokens" (integer ids)
+    row_kinds: tuple[str, ...] = ("tabular", "image")
+    #: whether ``values`` are shaped like the explained rows (False: like a layer's units)
+    values_like_rows = True
 
     def __init__(self, model):
         self.model = model
@@ -256,7 +262,7 @@ def make_explanation(model: Model, *, values, base_values, data, target, method:
         data=data,
         target=target,
         method=method,
-        params=_jsonable(params),
+        params=json_ready(params),
         n_evals=n_evals,
         seconds=time.perf_counter() - started,
         input_name=input_name,
@@ -267,6 +273,16 @@ def make_explanation(model: Model, *, values, base_values, data, target, method:
         preprocessing=model.preprocessing if describes_input else None,
         extras=dict(extras or {}),
     )
+
+
+def recorded(value):
+    """How a parameter is recorded in ``Explanation.params``: None and strings as they are, a
+    number as a float, an array by its shape (the values stay out of the JSON)."""
+    if value is None or isinstance(value, str):
+        return value
+    if np.ndim(value) == 0:
+        return float(value)
+    return f"array of shape {np.shape(value)}"
 
 
 def unperturbed_outputs(model: Model, feeds: Feeds, output: str, output_transform) -> np.ndarray:

@@ -47,6 +47,7 @@ class AblationCam(UnitAblation):
     """
 
     method = "ablation_cam"
+    row_kinds = ("image",)
     needs_spatial = True
 
     def __init__(self, model, layer=None):
@@ -96,6 +97,7 @@ class ScoreCam(LayerExplainer):
     """
 
     method = "score_cam"
+    row_kinds = ("image",)
     needs_spatial = True
 
     def _attribute(self, problem: Problem) -> np.ndarray:

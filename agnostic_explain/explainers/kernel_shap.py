@@ -10,7 +10,7 @@ import numpy as np
 from ..perturbation import masks
 from ..perturbation.background import coalition_values, validate_background
 from ..errors import ParameterError
-from .base import Explainer, Problem
+from .base import Explainer, Problem, recorded
 
 LINKS = ("identity", "logit")
 #: with nsamples="auto", models with at most this many groups get every coalition (exact values)
@@ -71,6 +71,7 @@ class KernelShap(Explainer):
     """
 
     method = "kernel_shap"
+    data_params = ("background",)
 
     def __init__(self, model, background, nsamples="auto", link="identity", feature_mask=None):
         super().__init__(model)
@@ -81,22 +82,22 @@ class KernelShap(Explainer):
 
     def _params(self) -> dict:
         background = np.shape(getattr(self.background, "rows", self.background))
-        mask = None if self.feature_mask is None else f"array of shape {np.shape(self.feature_mask)}"
+        mask = recorded(self.feature_mask)
         rows = f"{background[0] if background else 1} rows"
         return {"nsamples": self.nsamples, "link": self.link, "background": rows, "feature_mask": mask}
 
-    def _check(self, rows: np.ndarray) -> None:
+    def _check(self, rows: np.ndarray) -> tuple:
+        """The group mask, the background and the coalition budget."""
         if self.link not in LINKS:
             raise ParameterError(f"link must be one of {LINKS}, got {self.link!r}")
-        validate_background(self.background, rows)
-        budget(self.nsamples, masks.n_groups(group_mask(self.feature_mask, rows)))
+        background = validate_background(self.background, rows)
+        mask = group_mask(self.feature_mask, rows)
+        return mask, background, budget(self.nsamples, masks.n_groups(mask))
 
     def _attribute(self, problem: Problem) -> np.ndarray:
-        rows = problem.rows
-        mask = group_mask(self.feature_mask, rows)
+        mask, background, n_samples = problem.checked
         n_groups = masks.n_groups(mask)
-        background = validate_background(self.background, rows)
-        keep, kernel = coalitions(n_groups, budget(self.nsamples, n_groups), problem.rng)
+        keep, kernel = coalitions(n_groups, n_samples, problem.rng)
         keep = np.vstack([np.zeros((1, n_groups), dtype=bool), keep])  # the empty coalition: E[f(background)]
         values = coalition_values(problem, mask, background.rows[None], background.weights, keep, "kernel shap")
         link = _link(self.link)
@@ -113,7 +114,7 @@ class KernelShap(Explainer):
 def group_mask(feature_mask, rows: np.ndarray) -> np.ndarray:
     """The validated mask, by default one group per element of a row."""
     if feature_mask is None:
-        return np.arange(int(np.prod(rows.shape[1:])), dtype=np.int64).reshape(rows.shape[1:])
+        return masks.one_per_element(rows.shape[1:])
     return masks.validate(feature_mask, rows.shape[1:])
 
 

@@ -9,7 +9,7 @@ from ..errors import ParameterError
 from ..layout import channel_axis
 from ..runtime.fused import Blend
 from ..perturbation.surrogates import fit_local, lime_kernel
-from .base import Explainer, Problem
+from .base import Explainer, Problem, recorded
 from .lime_tabular import check_lime_params
 
 SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb")
@@ -57,6 +57,7 @@ class LimeImage(Explainer):
     """
 
     method = "lime_image"
+    row_kinds = ("image",)
 
     def __init__(
         self,
@@ -87,8 +88,8 @@ class LimeImage(Explainer):
         segmentation = self.segmentation
         if callable(segmentation):
             segmentation = f"callable {getattr(segmentation, '__name__', 'segmentation')}"
-        elif not isinstance(segmentation, str):
-            segmentation = f"array of shape {np.shape(segmentation)}"
+        else:
+            segmentation = recorded(segmentation)
         hide = self.hide_color
         if hide is not None:
             hide = float(hide) if np.ndim(hide) == 0 else np.asarray(hide, dtype=float).tolist()
@@ -99,7 +100,8 @@ class LimeImage(Explainer):
             "regressor": None if self.regressor is None else type(self.regressor).__name__, "alpha": self.alpha,
         }
 
-    def _check(self, rows: np.ndarray) -> None:
+    def _check(self, rows: np.ndarray) -> int | None:
+        """The channel axis of the rows."""
         check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha)
         channel = _channel_axis(rows.shape[1:], self.channel_axis, self.model.layout)
         plane = tuple(size for axis, size in enumerate(rows.shape[1:]) if axis != channel)
@@ -117,6 +119,7 @@ class LimeImage(Explainer):
                 np.broadcast_to(np.asarray(self.hide_color, dtype=np.float64), rows.shape[1:])
             except (ValueError, TypeError):
                 raise ParameterError(f"hide_color must be None or broadcast to one row {rows.shape[1:]}, got {self.hide_color!r}") from None
+        return channel
 
     def _segments(self, rows: np.ndarray, channel: int | None) -> np.ndarray:
         if isinstance(self.segmentation, str) or callable(self.segmentation):
@@ -135,7 +138,7 @@ class LimeImage(Explainer):
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         rows = problem.rows
-        channel = _channel_axis(rows.shape[1:], self.channel_axis, self.model.layout)
+        channel = problem.checked
         segments = self._segments(rows, channel)
         n_rows, n_samples = len(rows), int(self.num_samples)
         counts = segments.reshape(n_rows, -1).max(axis=1) + 1

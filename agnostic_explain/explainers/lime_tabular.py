@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import ParameterError
+from ..runtime.cores import worker_count
 from ..perturbation.surrogates import FEATURE_SELECTIONS, fit_local, lime_kernel
 from .base import Explainer, Problem
 
@@ -67,6 +67,8 @@ class LimeTabular(Explainer):
     """
 
     method = "lime_tabular"
+    data_params = ("training_data",)
+    row_kinds = ("tabular",)
 
     def __init__(
         self,
@@ -111,11 +113,13 @@ class LimeTabular(Explainer):
             "alpha": self.alpha,
         }
 
-    def _check(self, rows: np.ndarray) -> None:
-        self._training(rows)
+    def _check(self, rows: np.ndarray) -> tuple:
+        """The training data and the categorical columns."""
+        training = self._training(rows)
         check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha)
         if self.discretize_continuous and self.discretizer not in DISCRETIZERS:
             raise ParameterError(f"discretizer must be one of {sorted(DISCRETIZERS)}, got {self.discretizer!r}")
+        return training
 
     def _training(self, rows: np.ndarray) -> tuple[np.ndarray, list[int]]:
         if rows.ndim != 2:
@@ -134,7 +138,7 @@ class LimeTabular(Explainer):
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         rows = problem.rows
-        train, categorical = self._training(rows)
+        train, categorical = problem.checked
         n_rows, n_features = rows.shape
         n_samples = int(self.num_samples)
         rng = problem.rng
@@ -272,7 +276,7 @@ def _sample_binned(columns, row_values, percentiles, rng, binary, inverse, featu
             flat[outside] = _truncated_normal(means[where], stds[where], lows[where], highs[where], child, ndtr)
         inverse[part, :, features] = value
 
-    workers = min(_SAMPLE_THREADS, len(parts), os.cpu_count() or 1)
+    workers = worker_count(len(parts))
     if workers < 2:
         for part, seed in zip(parts, seeds):
             fill(part, seed)
@@ -282,8 +286,6 @@ def _sample_binned(columns, row_values, percentiles, rng, binary, inverse, featu
             done.result()
 
 
-#: threads that sample chunks; more do not help on the 2-core machines measured
-_SAMPLE_THREADS = 2
 
 
 #: rejection rounds before the remaining samples use the inverse CDF

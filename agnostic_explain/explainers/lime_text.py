@@ -9,7 +9,7 @@ from ..perturbation import masks
 from ..errors import ParameterError
 from ..runtime.batching import Feeds
 from ..perturbation.surrogates import fit_local, lime_kernel
-from .base import Explainer, Problem
+from .base import Explainer, Problem, recorded
 from .lime_image import binary_cosine_distance
 from .lime_tabular import check_lime_params
 
@@ -63,6 +63,7 @@ class LimeText(Explainer):
     """
 
     method = "lime_text"
+    row_kinds = ("tokens",)
 
     def __init__(
         self,
@@ -96,20 +97,21 @@ class LimeText(Explainer):
     def _params(self) -> dict:
         return {
             "mask_token_id": None if self.mask_token_id is None else int(self.mask_token_id),
-            "groups": None if self.groups is None else f"array of shape {np.shape(self.groups)}",
+            "groups": recorded(self.groups),
             "mask_attention": bool(self.mask_attention), "attention_input": self.attention_input,
             "num_samples": self.num_samples, "kernel_width": self.kernel_width,
             "feature_selection": self.feature_selection, "num_features": self.num_features,
             "regressor": None if self.regressor is None else type(self.regressor).__name__, "alpha": self.alpha,
         }
 
-    def _check(self, rows: np.ndarray) -> None:
+    def _check(self, rows: np.ndarray) -> np.ndarray:
+        """The word groups of each row."""
         check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha)
         if self.mask_token_id is None or not isinstance(self.mask_token_id, (int, np.integer)) or isinstance(self.mask_token_id, bool):
             raise ParameterError(f"LimeText needs mask_token_id, the int id that replaces removed tokens; got {self.mask_token_id!r}")
         if rows.ndim != 2 or not np.issubdtype(rows.dtype, np.integer):
             raise ParameterError(f"LimeText explains token ids of shape (n_rows, seq_len) and an integer dtype; got {rows.shape} {rows.dtype}")
-        self._groups(rows)
+        return self._groups(rows)
 
     def _groups(self, rows: np.ndarray) -> np.ndarray:
         n_rows, length = rows.shape
@@ -123,7 +125,7 @@ class LimeText(Explainer):
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         rows = problem.rows
-        groups = self._groups(rows)
+        groups = problem.checked
         n_rows, n_samples = len(rows), int(self.num_samples)
         counts = groups.max(axis=1) + 1
         n_max = int(counts.max())

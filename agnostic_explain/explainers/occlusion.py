@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..layout import channel_axis, infer_layout
 from ..runtime.fused import Blend
-from .base import Explainer, Problem
+from .base import Explainer, Problem, recorded
 from ..perturbation.baselines import baseline_rows, fill_index, fill_rows
 
 
@@ -57,9 +57,7 @@ class Occlusion(Explainer):
         self.baseline = baseline
 
     def _params(self) -> dict:
-        baseline = self.baseline
-        if not isinstance(baseline, str):
-            baseline = float(baseline) if np.ndim(baseline) == 0 else f"array of shape {np.shape(baseline)}"
+        baseline = recorded(self.baseline)
         return {"window": self.window, "stride": self.stride, "baseline": baseline}
 
     def _check(self, rows: np.ndarray) -> tuple:

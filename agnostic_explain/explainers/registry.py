@@ -9,6 +9,8 @@ here. Names are accepted as the CLI spells them (``"lime-image"``), as results r
 ('LimeImage', 'occlusion')
 """
 
+# ruff: noqa: F401 - each explainer import below is its registration
+
 from __future__ import annotations
 
 import difflib

@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..layout import channel_axis
 from ..runtime.fused import Blend
-from .base import Explainer, Problem
+from .base import Explainer, Problem, recorded
 from ..perturbation.baselines import baseline_rows, fill_index, fill_rows
 
 #: bytes of upsampled masks (float64) held at once while summing the saliency, by default
@@ -69,9 +69,7 @@ class Rise(Explainer):
         self.baseline = baseline
 
     def _params(self) -> dict:
-        baseline = self.baseline
-        if not isinstance(baseline, str):
-            baseline = float(baseline) if np.ndim(baseline) == 0 else f"array of shape {np.shape(baseline)}"
+        baseline = recorded(self.baseline)
         return {
             "n_masks": self.n_masks,
             "cells": self.cells,
@@ -80,7 +78,8 @@ class Rise(Explainer):
             "baseline": baseline,
         }
 
-    def _check(self, rows: np.ndarray) -> None:
+    def _check(self, rows: np.ndarray) -> np.ndarray:
+        """The baseline rows."""
         for name in ("n_masks", "cells") + (() if self.batch_masks is None else ("batch_masks",)):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -93,7 +92,7 @@ class Rise(Explainer):
                 f"Rise blends rows with smooth masks, so x must be floating point; got dtype {rows.dtype} "
                 "(use FeatureAblation for integer inputs such as token ids)"
             )
-        baseline_rows(self.baseline, rows)
+        return baseline_rows(self.baseline, rows)
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         rows = problem.rows
@@ -101,7 +100,7 @@ class Rise(Explainer):
         channel = channel_axis(rows.shape[1:], problem.model.layout)
         plane = tuple(size for axis, size in enumerate(rows.shape[1:]) if axis != channel)
         grids, shifts = draw_masks(problem.rng, n_masks, cells, float(self.p_keep), plane)
-        baseline = baseline_rows(self.baseline, rows)
+        baseline = problem.checked
         zero_baseline = not isinstance(self.baseline, str) and not np.any(self.baseline)
         # indexes a (k, *plane) array to broadcast over the channel axis of (k, *row_shape)
         with_channel = (slice(None),) + tuple(

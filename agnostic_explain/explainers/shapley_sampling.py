@@ -7,7 +7,7 @@ import numpy as np
 from ..perturbation import masks
 from ..perturbation.background import coalition_values, validate_background
 from ..errors import ParameterError
-from .base import Explainer, Problem
+from .base import Explainer, Problem, recorded
 from ..perturbation.baselines import baseline_rows
 from .kernel_shap import group_mask
 
@@ -58,6 +58,7 @@ class ShapleySampling(Explainer):
     """
 
     method = "shapley_sampling"
+    data_params = ("background",)
 
     def __init__(self, model, baseline=0.0, n_permutations=25, antithetic=True, feature_mask=None, background=None):
         super().__init__(model)
@@ -68,36 +69,29 @@ class ShapleySampling(Explainer):
         self.background = background
 
     def _params(self) -> dict:
-        baseline = self.baseline
-        if not isinstance(baseline, str):
-            baseline = float(baseline) if np.ndim(baseline) == 0 else f"array of shape {np.shape(baseline)}"
+        baseline = recorded(self.baseline)
         background = None
         if self.background is not None:
             shape = np.shape(getattr(self.background, "rows", self.background))
             background = f"{shape[0] if shape else 1} rows"
         return {"baseline": baseline, "background": background, "n_permutations": self.n_permutations,
                 "antithetic": bool(self.antithetic),
-                "feature_mask": None if self.feature_mask is None else f"array of shape {np.shape(self.feature_mask)}"}
+                "feature_mask": recorded(self.feature_mask)}
 
-    def _check(self, rows: np.ndarray) -> None:
+    def _check(self, rows: np.ndarray) -> tuple:
+        """The group mask, the replacement rows and their weights."""
         count = self.n_permutations
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise ParameterError(f"n_permutations must be a positive int, got {count!r}")
-        group_mask(self.feature_mask, rows)
-        if self.background is not None:
-            validate_background(self.background, rows)
-        else:
-            baseline_rows(self.baseline, rows)
-
-    def _attribute(self, problem: Problem) -> np.ndarray:
-        rows = problem.rows
         mask = group_mask(self.feature_mask, rows)
-        m = masks.n_groups(mask)
         if self.background is not None:
             background = validate_background(self.background, rows)
-            replacement, weights = background.rows[None], background.weights
-        else:
-            replacement, weights = np.asarray(baseline_rows(self.baseline, rows))[:, None], np.ones(1)
+            return mask, background.rows[None], background.weights
+        return mask, np.asarray(baseline_rows(self.baseline, rows))[:, None], np.ones(1)
+
+    def _attribute(self, problem: Problem) -> np.ndarray:
+        mask, replacement, weights = problem.checked
+        m = masks.n_groups(mask)
         orders = np.argsort(problem.rng.random((int(self.n_permutations), m)), axis=1)
         if self.antithetic:
             orders = np.concatenate([orders, orders[:, ::-1]])

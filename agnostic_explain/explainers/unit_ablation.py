@@ -49,6 +49,9 @@ class UnitAblation(LayerExplainer):
     """
 
     method = "unit_ablation"
+    data_params = ("data",)
+    row_kinds = ("image",)
+    values_like_rows = False
 
     def __init__(self, model, layer=None, *, axis=1, baseline=0.0, data=None):
         super().__init__(model, layer)

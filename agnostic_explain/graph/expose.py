@@ -43,7 +43,7 @@ def expose(model, names, *, sample=None) -> onnx.ModelProto:
     source = open_model(model)
     present = {output.name for output in source.proto.graph.output}
     wanted = [name for name in select_tensors(source, names, sample=sample) if name not in present]
-    known = _declared_types(source.proto)
+    known = declared_types(source.proto)
     if any(name not in known for name in wanted):
         # The ONNX checker refuses a graph output without dtype and rank: one run fills them in.
         infos = tensors(source, sample)
@@ -92,7 +92,7 @@ def value_info(info: TensorInfo) -> onnx.ValueInfoProto:
     return onnx.helper.make_tensor_value_info(info.name, elem_type, list(shape) if shape is not None else None)
 
 
-def _declared_types(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+def declared_types(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     """ValueInfos from shape inference with a dtype and a rank, which the ONNX checker requires
     of a graph input or output; the others are left out."""
     try:

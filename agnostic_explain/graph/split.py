@@ -95,9 +95,9 @@ def _read_outside(graph, name, nodes, outputs) -> bool:
 
 def _typed(proto, names, infos) -> dict[str, onnx.ValueInfoProto]:
     """A typed ValueInfo per cut tensor: from shape inference, else from ``infos`` (a run)."""
-    from .expose import _declared_types
+    from .expose import declared_types
 
-    declared = _declared_types(proto)
+    declared = declared_types(proto)
     declared.update({value.name: value for value in proto.graph.output})
     result = {}
     for name in names:

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..runtime.batching import Feeds
 from ..runtime.model import Model
-from ..runtime.session import load
+from ..runtime.loading import load
 from ..runtime.targets import OUTPUT_TRANSFORMS
 
 __all__ = ["DatasetMethod", "prepare_dataset"]

@@ -19,7 +19,7 @@ from ..explainers.kernel_shap import KernelShap
 from ..explainers.occlusion import Occlusion
 from ..explanation import Explanation
 from ..runtime.model import Model
-from ..runtime.session import load
+from ..runtime.loading import load
 
 __all__ = ["LatentAttribution", "latent_traversal", "sensitivity_map"]
 

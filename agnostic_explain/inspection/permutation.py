@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ParameterError
-from ..explainers.base import make_explanation, unperturbed_outputs
+from ..explainers.base import make_explanation, recorded, unperturbed_outputs
 from ..explanation import Explanation
 from ..perturbation import masks
 from ..runtime.batching import evaluate
@@ -94,7 +94,7 @@ class PermutationImportance(DatasetMethod):
         scoring = self.scoring
         if callable(scoring):
             scoring = f"callable {getattr(scoring, '__name__', 'score')}"
-        mask = None if self.feature_mask is None else f"array of shape {np.shape(self.feature_mask)}"
+        mask = recorded(self.feature_mask)
         return {"scoring": scoring, "n_repeats": self.n_repeats, "feature_mask": mask}
 
     def _check(self, rows: np.ndarray) -> np.ndarray:
@@ -109,7 +109,7 @@ class PermutationImportance(DatasetMethod):
             )
         row_shape = rows.shape[1:]
         if self.feature_mask is None:
-            return np.arange(int(np.prod(row_shape)), dtype=np.int64).reshape(row_shape)
+            return masks.one_per_element(row_shape)
         return masks.validate(self.feature_mask, row_shape)
 
     def explain(

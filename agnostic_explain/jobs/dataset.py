@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ParameterError
+from ..runtime.cores import available_cores
 from .chunks import plan_chunks
 from .sources import ReadSettings, open_source
 from .spec import build_explainer, jsonable, normalize_spec, seed_entropy
@@ -213,7 +214,7 @@ def _check_choice(name, value, choices) -> None:
 
 
 def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return available_cores()
 
 
 def _model(model):
@@ -230,11 +231,8 @@ def _model(model):
         model = model.SerializeToString()
     if isinstance(model, (bytes, bytearray)):
         return bytes(model), load(bytes(model), providers="cpu", threads=1), {"sha256": _sha256(bytes(model))}
-    if isinstance(model, Model) and getattr(model, "proto", None) is not None:
-        path = getattr(model, "path", None)
-        if path is not None:
-            return _model(path)
-        return _model(model.proto)
+    if isinstance(model, Model) and model.proto is not None:
+        return _model(model.path if model.path is not None else model.proto)
     if isinstance(model, Model) or callable(model):
         loaded = load(model)
         return loaded, loaded, {"callable": getattr(model, "__name__", type(model).__name__)}

@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import struct
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ParameterError
-from ..runtime.specs import TensorSpec
+from .pieces import InMemory, Piece, ReadSettings, Source
 
 __all__ = ["ReadSettings", "Source", "open_source"]
 
@@ -29,40 +29,7 @@ TABLES = (".parquet", ".pq", ".csv")
 READ_ERRORS = (OSError, ValueError, EOFError, SyntaxError, zipfile.BadZipFile, struct.error, KeyError)
 
 
-@dataclass(frozen=True)
-class ReadSettings:
-    """How a file becomes model rows: the explained input and the image preprocessing."""
-
-    spec: TensorSpec
-    layout: str | None = None
-    scale: float | None = None
-    mean: tuple | None = None
-    std: tuple | None = None
-    resize: tuple | None = None
-    columns: tuple | None = None
-
-    @property
-    def row_ndim(self) -> int | None:
-        row = self.spec.row_shape()
-        return None if row is None else len(row)
-
-
 # -- pieces ----------------------------------------------------------------------------
-@dataclass
-class Piece:
-    """Consecutive slots of the data set with one reader; ``error`` marks a file skipped at planning."""
-
-    key: str
-    n_rows: int
-    error: str | None = None
-
-    def keys(self, start: int, stop: int) -> list[str]:
-        return [self.key] if self.n_rows == 1 else [f"{self.key}[{i}]" for i in range(start, stop)]
-
-    def read(self, start: int, stop: int, settings: ReadSettings) -> np.ndarray:
-        raise NotImplementedError
-
-
 @dataclass
 class ImageFile(Piece):
     path: str = ""
@@ -86,30 +53,6 @@ class ArrayFile(Piece):
 
         array = read_array(self.path, prefer=settings.spec.name)
         return array[start:stop] if self.batched else array[None]
-
-
-@dataclass
-class InMemory(Piece):
-    rows: np.ndarray = field(default=None, repr=False)
-    first: int = 0  # the slot of rows[0], for its keys
-
-    def keys(self, start, stop):
-        return [f"{self.key}[{i}]" for i in range(self.first + start, self.first + stop)]
-
-    def read(self, start, stop, settings):
-        return self.rows[start:stop]
-
-# -- sources ---------------------------------------------------------------------------
-@dataclass
-class Source:
-    """Pieces in order, what identifies the data (for the job spec), and what was left aside."""
-
-    pieces: object  # an iterator of Piece
-    description: dict
-    n_rows: int | None
-    tabular: bool
-    feature_names: tuple | None = None
-    ignored: list = field(default_factory=list)
 
 
 def open_source(data, settings: ReadSettings, *, feature_names=None) -> tuple[Source, ReadSettings]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import InputShapeError, ParameterError, require
-from .sources import InMemory, Piece, ReadSettings, Source
+from .pieces import InMemory, Piece, ReadSettings, Source
 
 __all__ = ["frame_rows", "table_files", "with_columns"]
 

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..tables import text_table
 from .localisation import pointing_game, relevance_mass
-from .sanity import _same_target
+from .sanity import fixed_target
 
 __all__ = ["ComparisonResult", "compare"]
 
@@ -151,7 +151,7 @@ def compare(methods: dict, model, x, *, metrics=("deletion", "insertion"), targe
         n_evals.append(explanation.n_evals)
         explanations[name] = explanation
         if len(explanations) == 1:
-            target = _same_target(explanation, target)
+            target = fixed_target(explanation, target)
     scores = {metric: np.stack([
         _score(metric, model, explanation, steps=steps, deletion_baseline=deletion_baseline,
                insertion_baseline=insertion_baseline, boxes_or_masks=boxes_or_masks, tolerance=tolerance,

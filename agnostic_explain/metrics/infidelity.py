@@ -97,7 +97,7 @@ def infidelity(
     >>> result.values.shape, result.n_evals
     ((2,), 22)
     """
-    n = _check_count(n_perturb_samples)
+    n = check_count(n_perturb_samples)
     if not callable(perturb_func):
         raise ParameterError(f"perturb_func must be callable(rows, rng), got {type(perturb_func).__name__}")
     scorer = Scorer(model, explanation, fixed_inputs=fixed_inputs)
@@ -133,7 +133,7 @@ def infidelity(
     return InfidelityResult(values=values / n, n_evals=scorer.n_evals, n_perturb_samples=n, normalize=bool(normalize))
 
 
-def _check_count(n_perturb_samples) -> int:
+def check_count(n_perturb_samples) -> int:
     if isinstance(n_perturb_samples, bool) or not isinstance(n_perturb_samples, (int, np.integer)) \
             or n_perturb_samples < 1:
         raise ParameterError(f"n_perturb_samples must be an int >= 1, got {n_perturb_samples!r}")

@@ -17,7 +17,7 @@ from ..explainers.base import Explainer
 from ..explanation import Explanation
 from ..graph.randomize import randomize, weight_layers
 from ..graph.source import open_model
-from ..runtime.session import load
+from ..runtime.loading import load
 from .localisation import channel_summed_maps
 
 __all__ = ["RandomizationResult", "randomization_check"]
@@ -137,7 +137,7 @@ def randomization_check(explainer_factory, model, x, *, target="predicted", laye
     if not order:
         raise ParameterError("layers: no layer names given")
     original = first.explain(x, target=target, random_state=random_state, **kwargs)
-    same_target = _same_target(original, target)
+    same_target = fixed_target(original, target)
     images = original.data.ndim in (3, 4) and similarity != "spearman"
     original_maps = channel_summed_maps(original) if images else None
     spearman, ssim, n_evals = [], [], original.n_evals
@@ -195,7 +195,7 @@ def _factory(explainer_factory, model):
     return explainer_factory, first
 
 
-def _same_target(original: Explanation, requested):
+def fixed_target(original: Explanation, requested):
     """The target that makes a randomized model explain the original explanation's classes."""
     if original.target is None:
         return requested  # a callable: the same function

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..runtime.batching import Feeds, evaluate
 from ..runtime.model import Model
-from ..runtime.session import load
+from ..runtime.loading import load
 from ..runtime.targets import Target, target_reducer
 
 __all__ = ["Scorer"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ParameterError
-from .infidelity import _check_count
+from .infidelity import check_count
 
 __all__ = ["SensitivityResult", "sensitivity_max"]
 
@@ -92,7 +92,7 @@ def sensitivity_max(
     >>> result.values.shape, result.sensitivities.shape
     ((2,), (2, 3))
     """
-    n = _check_count(n_perturb_samples)
+    n = check_count(n_perturb_samples)
     radius = float(perturb_radius) if isinstance(perturb_radius, (int, float, np.number)) else None
     if radius is None or not np.isfinite(radius) or radius < 0:
         raise ParameterError(f"perturb_radius must be a finite number >= 0, got {perturb_radius!r}")

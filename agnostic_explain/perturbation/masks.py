@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import MissingDependencyError, ParameterError
 
-__all__ = ["column_groups", "compose", "grid", "n_groups", "superpixels", "token_positions", "validate"]
+__all__ = ["column_groups", "compose", "grid", "n_groups", "one_per_element", "superpixels", "token_positions", "validate"]
 
 
 def grid(shape: tuple[int, int], cells: int | tuple[int, int]) -> np.ndarray:
@@ -141,6 +141,15 @@ def token_positions(length: int, *, words: np.ndarray | None = None) -> np.ndarr
         raise ParameterError(f"words must have shape ({length},), got {words.shape}")
     _, ids = np.unique(words, return_inverse=True)
     return ids.astype(np.int64)
+
+
+def one_per_element(row_shape: tuple) -> np.ndarray:
+    """The default mask: every element of a row its own group, numbered in C order.
+
+    >>> one_per_element((2, 3)).tolist()
+    [[0, 1, 2], [3, 4, 5]]
+    """
+    return np.arange(int(np.prod(row_shape)), dtype=np.int64).reshape(row_shape)
 
 
 def validate(mask, row_shape: tuple, *, parameter: str = "feature_mask") -> np.ndarray:

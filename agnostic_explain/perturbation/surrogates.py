@@ -8,13 +8,13 @@ equations in numpy, equal to scikit-learn's ``Ridge(alpha).fit(Z, y, sample_weig
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..errors import ParameterError
+from ..runtime.cores import worker_count
 
 __all__ = ["FEATURE_SELECTIONS", "fit_local", "fit_surrogate", "lime_kernel", "select_features", "weighted_ridge"]
 
@@ -84,7 +84,7 @@ def weighted_ridge(Z, y, weights, alpha: float = 1.0) -> tuple[np.ndarray, np.nd
     # One BLAS thread: these products are small, and threaded BLAS on a busy machine spends
     # more time waiting for its threads than computing (measured 2-20x slower on 2 cores).
     parts = [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
-    workers = min(_THREADS, len(parts), os.cpu_count() or 1)
+    workers = worker_count(len(parts))
     with threadpool_limits(1, user_api="blas"):
         if workers < 2:
             for part in parts:
@@ -98,8 +98,6 @@ def weighted_ridge(Z, y, weights, alpha: float = 1.0) -> tuple[np.ndarray, np.nd
     return coef, intercept, r2
 
 
-#: threads solving chunks of rows in :func:`weighted_ridge`
-_THREADS = 2
 
 
 def _solve_chunk(Z, y, weights, alpha, part, coef, intercept, r2) -> None:

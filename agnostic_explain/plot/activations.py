@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..errors import ParameterError
-from .image import _display_image, new_figure
+from .image import display_image, new_figure
 
 __all__ = ["activation_maps", "embedding_plot", "trajectory"]
 
@@ -165,7 +165,7 @@ def trajectory(activations, *, row=0, figure=None):
     if show_input:
         ax = figure.add_subplot(grid[0, column])
         channel_axis = 0 if data.ndim == 3 else None
-        ax.imshow(_display_image(data, channel_axis, {}), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(display_image(data, channel_axis, {}), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         _tile(ax, "input")
         column += 1
     for name in spatial:

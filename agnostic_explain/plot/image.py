@@ -181,7 +181,7 @@ def heat_and_picture(row, preprocessing=None) -> tuple[np.ndarray, np.ndarray]:
         preprocessing = row.preprocessing or {}
     data = np.asarray(row.data[0])
     axis = channel_axis(data.shape, preprocessing.get("layout"))
-    picture = _display_image(data, axis, preprocessing)
+    picture = display_image(data, axis, preprocessing)
     return heat_map(row, preprocessing), picture
 
 
@@ -245,7 +245,7 @@ def _check_top_k(top_k):
     return float(top_k)
 
 
-def _display_image(data: np.ndarray, channel_axis: int | None, preprocessing: dict) -> np.ndarray:
+def display_image(data: np.ndarray, channel_axis: int | None, preprocessing: dict) -> np.ndarray:
     """The input as (H, W) gray or (H, W, 3) RGB values in [0, 1]."""
     image = data.astype(np.float64)
     if image.ndim == 1:

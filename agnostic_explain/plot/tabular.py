@@ -226,11 +226,11 @@ def beeswarm(explanation, *, ax=None, max_features=20):
 
 def target_title(explanation, index: int) -> str:
     """The row's target label and score, as the image plots write it: "malignant (p = 0.78)"."""
-    return target_text(explanation[_index(explanation, index)])
+    return target_text(explanation[row_index(explanation, index)])
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _index(explanation, index) -> int:
+def row_index(explanation, index) -> int:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
         raise ParameterError(f"index must be an int row number, got {index!r}")
     if not -len(explanation) <= index < len(explanation):
@@ -268,7 +268,7 @@ def _format(value: float) -> str:
 
 def _contributions(explanation, index) -> tuple[np.ndarray, list[str]]:
     """One row's attributions and "name = value" labels: per group under a shared feature_mask."""
-    index = _index(explanation, index)
+    index = row_index(explanation, index)
     values, data = _matrix(explanation.values, "values")[index], _matrix(explanation.data, "data")[index]
     names = _names(explanation, len(values))
     labels = [f"{name} = {_format(value)}" for name, value in zip(names, data)]
@@ -298,7 +298,7 @@ def _top(scores: np.ndarray, count: int) -> tuple[np.ndarray, float, int]:
 
 def _endpoints(explanation, index, contributions):
     """Start and end values of the waterfall, their labels, and whether the method is additive."""
-    index = _index(explanation, index)
+    index = row_index(explanation, index)
     total = float(np.sum(contributions))
     expected = explanation.extras.get("expected_value")
     output = float(explanation.base_values[index])

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from .image import new_figure
-from .tabular import _index, target_title
+from .tabular import row_index, target_title
 
 __all__ = ["text_figure", "text_html"]
 
@@ -155,7 +155,7 @@ def text_figure(explanation, index=0, *, tokens=None, ax=None, fontsize=11.0):
 
 def _token_row(explanation, index, tokens) -> tuple[np.ndarray, list[str]]:
     """One row's attributions, shape (seq_len,), and its tokens as strings."""
-    index = _index(explanation, index)
+    index = row_index(explanation, index)
     ids, values = np.asarray(explanation.data[index]), np.asarray(explanation.values[index], dtype=np.float64)
     if ids.ndim != 1 or values.shape != ids.shape or not np.issubdtype(ids.dtype, np.integer):
         raise ParameterError(

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..layout import heat_map
-from ..plot.wording import format_value as _value
+from ..plot.wording import format_value
 from ..plot.wording import score_text
 
 __all__ = ["explanation_kind", "summarize_explanation"]
@@ -75,7 +75,7 @@ def summarize_explanation(explanation, index=0) -> str:
         sentences += _image_sentences(row)
     elif kind == "tabular":
         names = explanation.feature_names or [f"feature {j}" for j in range(values.size)]
-        labels = [f"{name} = {_value(x)}" for name, x in zip(names, np.asarray(row.data[0]).ravel())]
+        labels = [f"{name} = {format_value(x)}" for name, x in zip(names, np.asarray(row.data[0]).ravel())]
         sentences += _ranking_sentences(values, labels, "features", row)
     elif kind == "text":
         sentences += _ranking_sentences(values, _token_labels(row), "tokens", row)
@@ -185,8 +185,8 @@ def _ranking_sentences(values: np.ndarray, labels: list[str], noun: str, row) ->
     if expected is not None and np.size(expected) == 1:  # a scalar, or this row's entry of a per-row array
         expected, summed, score = float(np.ravel(expected)[0]), float(values.sum()), float(row.base_values[0])
         if math.isclose(expected + summed, score, rel_tol=1e-3, abs_tol=1e-3 * max(1.0, abs(score))):
-            sentences.append(f"From the expected value {_value(expected)} over the background, the attributions "
-                             f"(sum {_signed(summed)}) add up to the score {_value(score)}.")
+            sentences.append(f"From the expected value {format_value(expected)} over the background, the attributions "
+                             f"(sum {_signed(summed)}) add up to the score {format_value(score)}.")
     return sentences
 
 
@@ -196,15 +196,15 @@ def _token_labels(row) -> list[str]:
     if isinstance(tokens, np.ndarray) and tokens.shape[-1] == ids.size:
         strings = [str(token) for token in tokens.reshape(-1, ids.size)[0]]
     else:
-        strings = [f"id {int(i)}" if np.issubdtype(ids.dtype, np.integer) else _value(i) for i in ids]
+        strings = [f"id {int(i)}" if np.issubdtype(ids.dtype, np.integer) else format_value(i) for i in ids]
     return [f"'{token}' at position {j}" for j, token in enumerate(strings)]
 
 
 def _sign_sentence(values: np.ndarray) -> str:
     positive, negative = float(values[values > 0].sum()), float(values[values < 0].sum())
     if negative and -negative < 1e-3 * positive:  # float noise of a perturbation that changes nothing
-        return f"Positive attributions sum to {_value(positive)}; negative ones are negligible ({negative:.2g})."
-    return f"Positive attributions sum to {_value(positive)} and negative ones to {_value(negative)}."
+        return f"Positive attributions sum to {format_value(positive)}; negative ones are negligible ({negative:.2g})."
+    return f"Positive attributions sum to {format_value(positive)} and negative ones to {format_value(negative)}."
 
 
 # -- method ---------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 from ..graph.inspect import use_type_filler
 from .callable import CallableModel
 from .model import Model
-from .session import OnnxModel, load
+from .loading import load
+from .session import OnnxModel
 from .probes import fill_types
 from .specs import TensorSpec
 

@@ -109,7 +109,7 @@ class Feeds:
         with a batch axis (batch first), e.g. an attention mask held in step with the tokens.
         """
         given = dict(rows) if isinstance(rows, dict) else {self.name: rows}
-        feeds = {self.name: _to_model_layout(given.pop(self.name), self.spec)}
+        feeds = {self.name: to_model_layout(given.pop(self.name), self.spec)}
         unknown = sorted(set(given) - self.batched_names()) if given else None
         if unknown:
             raise ParameterError(f"perturbed inputs {unknown} are not fixed inputs with a batch axis")
@@ -120,7 +120,7 @@ class Feeds:
                 picked = given.get(name)
                 if picked is None:
                     picked = self.fixed_rows(name, owners)
-                feeds[name] = _to_model_layout(picked, spec)
+                feeds[name] = to_model_layout(picked, spec)
         return feeds
 
     def fixed_rows(self, name: str, owners: np.ndarray) -> np.ndarray:
@@ -164,7 +164,7 @@ def _batch_first(value: np.ndarray, spec: TensorSpec, *, parameter: str) -> np.n
     return value
 
 
-def _to_model_layout(rows: np.ndarray, spec: TensorSpec) -> np.ndarray:
+def to_model_layout(rows: np.ndarray, spec: TensorSpec) -> np.ndarray:
     if spec.batch_axis:
         rows = np.moveaxis(rows, 0, spec.batch_axis)
     return np.ascontiguousarray(rows)

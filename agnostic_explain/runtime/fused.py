@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..graph import fuse as graph_fuse
-from .batching import Feeds, _to_model_layout, evaluate
+from .batching import Feeds, to_model_layout, evaluate
 from .binding import Resident
 from .targets import Target, target_reducer
 
@@ -145,7 +145,7 @@ class FusedFeeds:
             feeds[graph_fuse.POSITION] = self.positions[owners]
         feeds.update(self.constants)
         for name, (value, spec) in self.base.fixed.items():
-            feeds[name] = value if spec.batch_axis is None else _to_model_layout(self.base.fixed_rows(name, owners), spec)
+            feeds[name] = value if spec.batch_axis is None else to_model_layout(self.base.fixed_rows(name, owners), spec)
         return feeds
 
     def batched_names(self) -> set[str]:
