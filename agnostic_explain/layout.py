@@ -7,8 +7,10 @@ image reading, plots, metrics and summaries all ask here, so they agree on every
   gives wins: ``"nchw"`` puts channels on axis 0 of a row, ``"nhwc"`` on axis 2;
 - otherwise a 3-D row whose first axis has 1, 3 or 4 entries is channels-first, else one whose
   last axis has is channels-last (first wins a tie: ONNX convolutions are NCHW);
-- a 3-D row that fits neither is taken as channels-first, ONNX's convention;
-- rows that are not 3-D have no channel axis.
+- a 3-D row that fits neither, and rows that are not 3-D, have no channel axis: methods treat
+  all their axes alike (RISE draws 3-D masks, the blur smooths every axis), and a method that
+  needs a channel axis asks for one. Only the heat map, which must be drawn in 2-D, sums such
+  a row over its first axis (ONNX's channels-first convention).
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ def infer_layout(row_shape) -> str | None:
 
 
 def channel_axis(row_shape, layout=None) -> int | None:
-    """The channel axis of a row (0 or 2), or None for rows that are not 3-D.
+    """The channel axis of a row (0 or 2), or None when it has none (see the module's rule).
 
-    >>> channel_axis((3, 8, 8)), channel_axis((8, 8, 3)), channel_axis((8, 8, 3), "nchw"), channel_axis((5, 6))
+    >>> channel_axis((3, 8, 8)), channel_axis((8, 8, 3)), channel_axis((8, 8, 3), "nchw"), channel_axis((5, 6, 7))
     (0, 2, 0, None)
     """
     if row_shape is None or len(row_shape) != 3:
@@ -53,7 +55,8 @@ def channel_axis(row_shape, layout=None) -> int | None:
     given = str(layout).lower() if layout else None
     if given is not None and given not in _AXIS:
         raise ParameterError(f"layout must be 'nchw', 'nhwc' or None, got {layout!r}")
-    return _AXIS[given or infer_layout(row_shape) or "nchw"]
+    found = given or infer_layout(row_shape)
+    return None if found is None else _AXIS[found]
 
 
 def heat_map(row, preprocessing=None) -> np.ndarray:
@@ -68,7 +71,10 @@ def heat_map(row, preprocessing=None) -> np.ndarray:
     if data.ndim > 3:
         raise ParameterError(f"image maps take rows of shape (H, W), (C, H, W) or (H, W, C), got {data.shape}")
     layout = preprocessing.get("layout")
-    heat = _channel_sum(values, data.shape, channel_axis(data.shape, layout), fixed=bool(layout))
+    axis = channel_axis(data.shape, layout)
+    if axis is None and data.ndim == 3:
+        axis = 0  # a map is 2-D: a 3-D row without channels is summed over its first axis
+    heat = _channel_sum(values, data.shape, axis, fixed=bool(layout))
     return heat[None, :] if heat.ndim == 1 else heat
 
 

@@ -324,7 +324,7 @@ def test_trajectory_draws_input_maps_and_depth_profile(tmp_path):
     figure.savefig(tmp_path / "trajectory.png")
 
 
-@pytest.mark.parametrize("module", ["agnostic_explain.activations", "agnostic_explain.plot.activations"])
+@pytest.mark.parametrize("module", ["agnostic_explain.activations.record", "agnostic_explain.plot.activations"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

@@ -313,7 +313,7 @@ def test_short_calls_go_on_measuring_until_the_batch_size_settles():
     # one call of 150 rows cannot time two sizes (three full batches each); a few calls do
     assert model.tuned_batch_sizes and 2 <= calls < 40
     (size,) = model.tuned_batch_sizes.values()
-    assert size >= 64 and model._batch_growth == {}
+    assert size >= 64 and model.cache.batch_growth == {}
 
 
 def test_fuse_true_warns_whatever_keeps_a_problem_unfused():

@@ -234,7 +234,7 @@ def test_report_refuses_bad_arguments(tmp_path, digits):
         write_report(digits[1], tmp_path / "none.html", max_rows=0)
 
 
-@pytest.mark.parametrize("module", ["agnostic_explain.summary", "agnostic_explain.report"])
+@pytest.mark.parametrize("module", ["agnostic_explain.report.summary", "agnostic_explain.report.html"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

@@ -260,9 +260,17 @@ def _method_params(args) -> dict:
         if flag in params:
             raise ParameterError(f"--{flag}: given twice, as --{flag} and as --param {flag}=...")
         if flag not in _accepted(args.method):
-            raise ParameterError(f"--{flag}: {args.method} takes no {flag}; it takes {_accepted(args.method)}")
+            raise ParameterError(f"--{flag}: only {_takers(flag)} take it, not {args.method}")
         params[flag] = parse(text)
     return params
+
+
+def _takers(flag: str) -> str:
+    """The methods whose constructor takes parameter ``flag``, as a phrase."""
+    names = [name for name in method_names() if flag in _accepted(name)]
+    if flag == "layer":
+        return f"the CAM methods and the other layer methods ({', '.join(names)})"
+    return ", ".join(names)
 
 
 def _accepted(method: str) -> list[str]:

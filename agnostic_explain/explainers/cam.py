@@ -126,7 +126,7 @@ def class_activation_map(problem: Problem, activations: np.ndarray, weights: np.
     rows = problem.rows
     channel = channel_axis(rows.shape[1:], problem.model.layout)
     if rows.ndim == 4:
-        height, width = rows.shape[2:] if channel == 0 else rows.shape[1:3]
+        height, width = rows.shape[1:3] if channel == 2 else rows.shape[2:]  # channels first unless last
     else:  # (n, H, W) rows
         height, width = rows.shape[-2:]
     factors = (1, height / low.shape[1], width / low.shape[2])

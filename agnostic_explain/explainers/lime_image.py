@@ -194,7 +194,13 @@ def _channel_axis(row_shape: tuple, requested, layout) -> int | None:
     if len(row_shape) != 3:
         raise ParameterError(f"LimeImage explains rows of shape (C, H, W), (H, W, C) or (H, W); got {row_shape}")
     if requested is None:
-        return channel_axis(row_shape, layout)
+        found = channel_axis(row_shape, layout)
+        if found is None:
+            raise ParameterError(
+                f"channel_axis: rows of shape {row_shape} have no axis of 1, 3 or 4 channels at either end, and "
+                "the model declares no layout; pass channel_axis=0 or 2"
+            )
+        return found
     if requested not in (0, 2, -1):
         raise ParameterError(f"channel_axis must be 0, 2 or -1 for rows of shape {row_shape}, got {requested!r}")
     return requested % 3

@@ -238,7 +238,7 @@ def _layout(explanation, row_shape) -> str | None:
     """The image layout of the rows, None when they are not images with a channel axis."""
     if len(row_shape) != 3:
         return None
-    return {0: "nchw", 2: "nhwc"}[channel_axis(row_shape, (explanation.preprocessing or {}).get("layout"))]
+    return {0: "nchw", 2: "nhwc"}.get(channel_axis(row_shape, (explanation.preprocessing or {}).get("layout")))
 
 
 def _grid_shape(row_shape, layout) -> tuple:

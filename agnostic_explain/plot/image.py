@@ -181,6 +181,8 @@ def heat_and_picture(row, preprocessing=None) -> tuple[np.ndarray, np.ndarray]:
         preprocessing = row.preprocessing or {}
     data = np.asarray(row.data[0])
     axis = channel_axis(data.shape, preprocessing.get("layout"))
+    if axis is None and data.ndim == 3:
+        axis = 0  # as heat_map draws it
     picture = display_image(data, axis, preprocessing)
     return heat_map(row, preprocessing), picture
 
