@@ -12,7 +12,7 @@ import numpy as np
 from ..layout import channel_axis
 from .base import Problem
 from .layer import LayerExplainer, require_spatial
-from .unit_ablation import UnitAblation, ablate
+from .unit_ablation import UnitAblation
 
 
 class AblationCam(UnitAblation):
@@ -58,14 +58,14 @@ class AblationCam(UnitAblation):
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         activations = self._layer_rows(problem)
-        require_spatial(activations, problem.params["layer"], type(self).__name__)
+        view = problem.context["parts"].view
+        maps = view.maps(activations)
+        require_spatial(maps, problem.params["layer"], type(self).__name__)
         zero = np.zeros((), activations.dtype)
-        scores = self._unit_scores(
-            problem, activations.shape[1], lambda rows, owners, units: ablate(rows, units, 1, zero)
-        )
+        scores = self._unit_scores(problem, maps.shape[1], lambda rows, owners, units: view.ablate(rows, units, zero))
         base = problem.base_values[:, None].astype(np.float64)
         weights = (base - scores) / np.where(base == 0, 1e-7, base)
-        return class_activation_map(problem, activations, weights)
+        return class_activation_map(problem, maps, weights)
 
 
 class ScoreCam(LayerExplainer):
@@ -102,18 +102,20 @@ class ScoreCam(LayerExplainer):
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         activations = self._layer_rows(problem)
-        require_spatial(activations, problem.params["layer"], type(self).__name__)
-        low = activations.min(axis=(2, 3), keepdims=True)
-        span = activations.max(axis=(2, 3), keepdims=True) - low
-        masks = np.where(span > 0, (activations - low) / np.where(span > 0, span, 1), 0).astype(activations.dtype)
+        view = problem.context["parts"].view
+        maps = view.maps(activations)
+        require_spatial(maps, problem.params["layer"], type(self).__name__)
+        low = maps.min(axis=(2, 3), keepdims=True)
+        span = maps.max(axis=(2, 3), keepdims=True) - low
+        masks = np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0).astype(activations.dtype)
 
         def masked(rows, owners, units):
-            return np.multiply(rows, masks[owners, units][:, None], out=rows)
+            return view.scale(rows, masks[owners, units])
 
-        scores = self._unit_scores(problem, activations.shape[1], masked).astype(np.float64)
+        scores = self._unit_scores(problem, maps.shape[1], masked).astype(np.float64)
         weights = np.exp(scores - scores.max(axis=1, keepdims=True))
         weights /= weights.sum(axis=1, keepdims=True)
-        return class_activation_map(problem, activations, weights)
+        return class_activation_map(problem, maps, weights)
 
 
 def class_activation_map(problem: Problem, activations: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -16,11 +16,13 @@ from ..errors import InputShapeError, ParameterError
 from ..graph.expose import expose
 from ..graph.inspect import resolve_tensors, tensors
 from ..graph.source import open_model
+from ..graph.layouts import tensor_layouts
 from ..graph.split import cut
 from ..runtime.batching import Feeds, evaluate
 from ..runtime.model import Model
 from ..runtime.targets import transform
 from .base import Explainer, Problem
+from .layer_choice import LayerView, choose_layer, view_of
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class LayerParts:
     chosen_automatically: bool
     exposed: Model
     tail: Model
+    view: LayerView
 
 
 class LayerExplainer(Explainer):
@@ -58,18 +61,25 @@ class LayerExplainer(Explainer):
 
     def _split(self, model: Model, feeds: Feeds) -> LayerParts:
         source = open_model(model)
+        method = type(self).__name__
+        found = tensors(source, feeds.rows[:1] if not feeds.fixed else None)
         if self.layer is None:
-            layer, (_, tail) = _default_layer(source, feeds, self.needs_spatial, type(self).__name__)
+            layer, view, (_, tail) = choose_layer(source, found, _graph_batch(source, feeds), self.needs_spatial, method)
         else:
             if not isinstance(self.layer, str):
                 raise ParameterError(f"layer must be a tensor name (str) or None, got {self.layer!r}")
             layer = resolve_tensors(source, self.layer, parameter="layer", kinds={"node output"})[0]
             _, tail = cut(source, [layer], parameter="layer")
+            shape = found[layer].shape if layer in found else None
+            view = LayerView("nchw")
+            if self.needs_spatial and shape is not None:
+                ranks = {name: len(info.shape) for name, info in found.items() if info.shape is not None}
+                view = view_of(layer, shape, tensor_layouts(source.proto, ranks).get(layer), method)
         # The head runs once per call: its idle threads must not spin while the tail runs.
         exposed = model.derive(
             expose(source, [layer]), session_config={"session.intra_op.allow_spinning": "0"}
         )
-        return LayerParts(layer, self.layer is None, exposed, model.derive(tail))
+        return LayerParts(layer, self.layer is None, exposed, model.derive(tail), view)
 
     def _unperturbed(self, model, feeds, output, output_transform, context) -> np.ndarray:
         parts = self._parts(model, feeds)
@@ -86,6 +96,8 @@ class LayerExplainer(Explainer):
         parts = problem.context["parts"]
         problem.params["layer"] = parts.layer
         problem.params["layer_chosen_automatically"] = parts.chosen_automatically
+        if self.needs_spatial:
+            problem.params["layer_layout"] = parts.view.describe()
         problem.extras["n_evals_head"] = len(problem.rows)
         problem.extras["n_evals_tail"] = 0
         return problem.context["activations"]
@@ -125,25 +137,14 @@ def _tail_feeds(parts: LayerParts, feeds: Feeds, activations: np.ndarray) -> Fee
     return Feeds.prepare(parts.tail, activations, input=parts.layer, fixed_inputs=fixed, check_finite=False)
 
 
-def _default_layer(source, feeds: Feeds, spatial: bool, method: str):
-    """The last 4-D activation with spatial extent where a cut separates the graph; unless
-    ``spatial``, the last activation of rank >= 2 when there is none."""
-    sample = feeds.rows[:1] if not feeds.fixed else None
-    found = tensors(source, sample)
-    graph = source.proto.graph
-    # Channels of the last convolutional activation first; any activation only when there are none.
-    for accept in (is_spatial,) if spatial else (is_spatial, lambda shape: len(shape) >= 2):
-        for node in reversed(graph.node):
-            for name in node.output:
-                info = found.get(name)
-                if info is None or info.kind != "intermediate" or info.shape is None or not accept(info.shape):
-                    continue
-                try:
-                    return name, cut(source, [name], parameter="layer")
-                except ParameterError:
-                    continue
-    wanted = "4-D (batch, channels, height, width) activation with spatial extent" if spatial else "activation"
-    raise ParameterError(f"layer: {method} found no {wanted} where the graph can be cut; pass layer='tensor name'")
+def _graph_batch(source, feeds: Feeds):
+    """The explained input's batch dimension as the graph declares it: a symbol, a size, or None."""
+    axis = feeds.spec.batch_axis
+    for value in source.proto.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if value.name == feeds.name and axis is not None and axis < len(dims):
+            return dims[axis].dim_param or dims[axis].dim_value or None
+    return None
 
 
 def is_spatial(shape) -> bool:

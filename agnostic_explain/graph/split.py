@@ -23,7 +23,11 @@ def split(model, at, *, sample=None) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     tail's inputs are ``at``, then any graph input it also reads (a skip connection from the
     input, say); its outputs are the model's. Every path from the inputs to the outputs
     must cross the cut: a tail that would need another tensor computed before the cut is
-    refused, naming that tensor so it can be added to ``at``.
+    refused, naming that tensor so it can be added to ``at``. Shape computations are the
+    exception: a tail that reads ``Shape(input)`` (a final ``Reshape`` to the batch size, as
+    EfficientNet-PyTorch exports have) computes it again from the input. A cut tensor whose
+    batch dimension shape inference lost gets the model's batch symbol, so that the tail runs
+    the input and the cut tensor at the same batch.
 
     Parameters
     ----------
@@ -55,14 +59,15 @@ def cut(source, at, *, sample=None, parameter: str = "at") -> tuple[onnx.ModelPr
     outputs = [value.name for value in graph.output]
     head_nodes = ancestors(graph, names)
     tail_nodes = ancestors(graph, outputs, stop_at=names)
-    _check_separates(graph, names, outputs, head_nodes, tail_nodes, parameter)
+    shapes = shape_nodes(graph)
+    _check_separates(graph, names, outputs, head_nodes - shapes, tail_nodes, parameter)
 
     declared = _typed(source.proto, names, None)
     if any(value.type.tensor_type.elem_type == 0 for value in declared.values()):
         declared = _typed(source.proto, names, tensors(source, sample))  # one run fills the types in
     inputs = {value.name: value for value in graph.input}
     head = _part(source.proto, sorted(head_nodes), inputs, [declared[name] for name in names], "head")
-    tail_inputs = [declared[name] for name in names]
+    tail_inputs = [_with_batch(declared[name], _batch_symbol(graph)) for name in names]
     tail = _part(source.proto, sorted(tail_nodes), inputs, [value for value in graph.output], "tail",
                  leading_inputs=tail_inputs)
     for prop in source.proto.metadata_props:
@@ -87,6 +92,47 @@ def _check_separates(graph, cut, outputs, head_nodes, tail_nodes, parameter) -> 
             f"{parameter}: the outputs do not depend on {unused}, so a cut there does not separate the graph; "
             "cut at tensors on the path to the outputs"
         )
+
+
+def shape_nodes(graph) -> set[int]:
+    """Nodes that only compute shapes: ``Shape``/``Size`` of a tensor, and integer arithmetic on
+    those results and constants. A tail may compute them again from the graph's inputs."""
+    initializers = {tensor.name for tensor in graph.initializer}
+    shape_tensors: set[str] = set()
+    found: set[int] = set()
+    for index, node in enumerate(graph.node):
+        inputs = [name for name in node.input if name]
+        if node.op_type in ("Shape", "Size") or (
+            node.op_type in _SHAPE_ARITHMETIC and all(name in shape_tensors or name in initializers for name in inputs)
+        ):
+            found.add(index)
+            shape_tensors.update(name for name in node.output if name)
+    return found
+
+
+#: ops that, on shape tensors and constants, give shape tensors
+_SHAPE_ARITHMETIC = {
+    "Constant", "Gather", "Slice", "Concat", "Unsqueeze", "Squeeze", "Cast", "Add", "Sub", "Mul", "Div", "Floor",
+    "Ceil", "Max", "Min", "Identity", "ConstantOfShape", "Range", "Equal", "Where", "ReduceProd", "Neg", "Abs",
+}
+
+
+def _batch_symbol(graph) -> str | None:
+    """The symbolic first dimension of the graph's inputs: the batch, as the runtime finds it."""
+    firsts = [value.type.tensor_type.shape.dim[0].dim_param for value in graph.input
+              if value.type.tensor_type.shape.dim and value.type.tensor_type.shape.dim[0].dim_param]
+    return max(dict.fromkeys(firsts), key=firsts.count) if firsts else None
+
+
+def _with_batch(value: onnx.ValueInfoProto, symbol: str | None) -> onnx.ValueInfoProto:
+    """``value`` with its first dimension named ``symbol`` when shape inference left it unknown."""
+    dims = value.type.tensor_type.shape.dim
+    if symbol is None or not dims or dims[0].dim_value or (dims[0].dim_param and not dims[0].dim_param.startswith("unk__")):
+        return value
+    renamed = onnx.ValueInfoProto()
+    renamed.CopyFrom(value)
+    renamed.type.tensor_type.shape.dim[0].dim_param = symbol
+    return renamed
 
 
 def _read_outside(graph, name, nodes, outputs) -> bool:
