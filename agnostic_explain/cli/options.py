@@ -87,6 +87,8 @@ def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
                         help="compose perturbations inside the graph (auto: on CUDA)")
     parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp32", help="fp16 runs a half-precision copy")
     parser.add_argument("--cuda-graph", action="store_true", help="capture and replay CUDA graphs")
+    parser.add_argument("--batch-axis", action="append", default=[], metavar="INPUT=AXIS",
+                        help="the batch axis of an input whose batch the model does not show (AXIS or none)")
 
 
 def load_model(args):
@@ -102,4 +104,16 @@ def load_model(args):
         fuse={"auto": "auto", "on": True, "off": False}[args.fuse],
         precision=args.precision,
         cuda_graph=args.cuda_graph,
+        batch_axes=batch_axes(args.batch_axis) or None,
     )
+
+
+def batch_axes(items: list[str]) -> dict:
+    """``--batch-axis state=1`` (or ``state=none``) flags as ``load``'s ``batch_axes``."""
+    found = {}
+    for item in items:
+        name, separator, text = item.partition("=")
+        if not separator or not name:
+            raise ParameterError(f"--batch-axis: expected INPUT=AXIS such as state=1, got {item!r}")
+        found[name] = None if text.lower() == "none" else integer(text, "--batch-axis")
+    return found

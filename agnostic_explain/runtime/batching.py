@@ -90,6 +90,12 @@ class Feeds:
                     f"({other.dtype}); pass fixed_inputs={{{other.name!r}: array}}"
                 )
             value = fixed_inputs[other.name]
+            if other.ambiguous_axes:
+                raise ParameterError(
+                    f"fixed_inputs[{other.name!r}]: the model does not show which axis of {other.name!r} "
+                    f"{other.describe()} is the batch: axes {list(other.ambiguous_axes)} are all dynamic. Load the "
+                    f"model with batch_axes={{{other.name!r}: AXIS}} (or {{{other.name!r}: None}} if it has no batch)"
+                )
             if other.batch_axis is None:
                 fixed[other.name] = (conform(value, other, parameter=f"fixed_inputs[{other.name!r}]"), other)
                 continue

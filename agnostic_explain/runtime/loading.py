@@ -16,7 +16,7 @@ __all__ = ["load"]
 
 def load(
     model, *, providers="auto", device_id=0, batch_size="auto", threads: int | None = None,
-    external_data_dir=None, fuse="auto", precision: str = "fp32", cuda_graph: bool = False,
+    external_data_dir=None, fuse="auto", precision: str = "fp32", cuda_graph: bool = False, batch_axes=None,
 ) -> Model:
     """Load a model for explanation.
 
@@ -46,6 +46,11 @@ def load(
     precision : "fp32" or "fp16"
         "fp16" runs a half-precision copy of the model (inputs and outputs stay float32),
         made with onnxconverter-common (``pip install agnostic-explain[fp16]``).
+    batch_axes : dict of str to int or None, optional
+        The batch axis of inputs whose batch the model does not show, e.g. ``{"state": 1}`` for a
+        state ``[2, ?, 128]`` beside an input ``[?, ?]``; None marks an input without one. By
+        default an input's batch axis is where the inputs' shared batch symbol sits, else a
+        leading unknown dimension, else its only unknown dimension.
     cuda_graph : bool
         Capture and replay CUDA graphs (ONNX Runtime's ``enable_cuda_graph``), one per padded
         batch shape. Falls back to ordinary runs, with a warning, where the model does not
@@ -69,7 +74,7 @@ def load(
         return CallableModel(model, batch_size=64 if batch_size == "auto" else batch_size)
     settings = dict(
         providers=providers, batch_size=batch_size, threads=threads, external_data_dir=external_data_dir,
-        fuse=fuse, precision=precision, cuda_graph=cuda_graph,
+        fuse=fuse, precision=precision, cuda_graph=cuda_graph, batch_axes=batch_axes,
     )
     if isinstance(device_id, (list, tuple)):
         return ShardedModel.open(model, device_ids=device_id, **settings)

@@ -75,6 +75,8 @@ class Model:
     fuse: str | bool = False
     #: ONNX Runtime intra-op threads (None: its default), part of the batch-size cache key
     threads: int | None = None
+    #: batch axes given at load for inputs whose batch the graph does not show
+    batch_axes: dict | None = None
 
     def __init__(self):
         self.cache = ModelCache()

@@ -42,7 +42,8 @@ class OnnxModel(Model):
     """
 
     def __init__(self, model, *, providers="auto", device_id=0, batch_size="auto", threads=None,
-                 external_data_dir=None, session_config=None, fuse="auto", precision="fp32", cuda_graph=False):
+                 external_data_dir=None, session_config=None, fuse="auto", precision="fp32", cuda_graph=False,
+                 batch_axes=None):
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ParameterError(f"threads must be a positive int or None, got {threads!r}")
         if batch_size != "auto" and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
@@ -84,7 +85,8 @@ class OnnxModel(Model):
         if cuda_graph and self.on_cuda:
             self._static = StaticBinding(self.session, "cuda", device_id, graph_ids=True)
         symbol = _batch_symbol(self.session.get_inputs())
-        self.inputs = _specs(self.session.get_inputs(), symbol)
+        self.batch_axes = _checked_batch_axes(batch_axes, self.session.get_inputs())
+        self.inputs = _specs(self.session.get_inputs(), symbol, self.batch_axes)
         self.outputs = _specs(self.session.get_outputs(), symbol)
         if self.static_batch is not None:
             self.inputs = [_static_batch_spec(spec, self.static_batch) for spec in self.inputs]
@@ -104,7 +106,7 @@ class OnnxModel(Model):
             proto, providers=self._provider_entries, device_id=self.device_id, batch_size=self.batch_size,
             threads=self.threads, external_data_dir=self.external_data_dir,
             session_config={**self._session_config, **(session_config or {})}, fuse=self.fuse,
-            cuda_graph=self._static is not None,
+            cuda_graph=self._static is not None, batch_axes=self.batch_axes,
         )
         derived.precision = self.precision  # an edit of an fp16 copy is one too; it is not converted again
         return derived
@@ -249,16 +251,50 @@ def _batch_symbol(args) -> str | None:
     return max(dict.fromkeys(firsts), key=firsts.count) if firsts else None  # ties: the first input's
 
 
-def _specs(args, symbol: str | None) -> list[TensorSpec]:
-    """Specs whose batch axis is where ``symbol`` sits, else a leading unknown dimension."""
+def _specs(args, symbol: str | None, overrides: dict | None = None) -> list[TensorSpec]:
+    """Specs whose batch axis is the one ``overrides`` names, else where ``symbol`` sits, else,
+    in a model whose dimensions have no names, the only unknown dimension of an input (a state
+    ``[2, ?, 128]`` beside an input ``[?, ?]``), else a leading unknown dimension. An input with
+    several unknown dimensions and no names is marked ambiguous: explaining it takes axis 0,
+    holding it fixed asks for ``batch_axes``."""
+    overrides = overrides or {}
     result = []
     for arg in args:
         shape = tuple(arg.shape)
-        axis = shape.index(symbol) if symbol is not None and symbol in shape else None
-        if axis is None and shape and shape[0] is None:
-            axis = 0
-        result.append(TensorSpec(name=arg.name, dtype=dtype_from_ort(arg.type), shape=shape, batch_axis=axis))
+        unknown = tuple(position for position, dim in enumerate(shape) if dim is None)
+        ambiguous = ()
+        if arg.name in overrides:
+            axis = overrides[arg.name]
+        else:
+            axis = shape.index(symbol) if symbol is not None and symbol in shape else None
+            if axis is None and symbol is None and len(unknown) == 1:
+                axis = unknown[0]
+            elif axis is None and shape and shape[0] is None:
+                axis = 0  # batch first, by convention; an explained input may rely on it
+                if symbol is None and len(unknown) > 1:
+                    ambiguous = unknown  # a fixed input may not: which axis its rows are on is a guess
+        result.append(TensorSpec(name=arg.name, dtype=dtype_from_ort(arg.type), shape=shape, batch_axis=axis,
+                                 ambiguous_axes=ambiguous))
     return result
+
+
+def _checked_batch_axes(batch_axes, args) -> dict:
+    """``batch_axes`` ({input name: axis or None}) checked against the model's inputs."""
+    if batch_axes is None:
+        return {}
+    if not isinstance(batch_axes, dict):
+        raise ParameterError(f"batch_axes must be a dict of input name to axis (or None), got {batch_axes!r}")
+    ranks = {arg.name: len(arg.shape) for arg in args}
+    checked = {}
+    for name, axis in batch_axes.items():
+        if name not in ranks:
+            raise ParameterError(f"batch_axes: the model has no input {name!r}; inputs are {sorted(ranks)}")
+        if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int) or not -ranks[name] <= axis < ranks[name]):
+            raise ParameterError(
+                f"batch_axes[{name!r}] must be None or an axis of its {ranks[name]} axes, got {axis!r}"
+            )
+        checked[name] = None if axis is None else axis % ranks[name]
+    return checked
 
 
 def _static_batch_spec(spec: TensorSpec, size: int) -> TensorSpec:

@@ -55,7 +55,7 @@ class ShardedModel(Model):
         # Every shard runs the same graph with the same settings: the first speaks for all.
         for name in ("inputs", "outputs", "label_names", "feature_names", "preprocessing", "metadata",
                      "static_batch", "batch_size", "fixed_shapes", "providers", "precision", "proto", "path",
-                     "external_data_dir", "fuse", "threads"):
+                     "external_data_dir", "fuse", "threads", "batch_axes"):
             setattr(self, name, getattr(first, name))
         self._pool = None
 

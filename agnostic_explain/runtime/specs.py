@@ -48,12 +48,16 @@ class TensorSpec:
         None as a whole means any shape (a wrapped Python function).
     batch_axis : int or None
         The axis that indexes rows, or None when the tensor has no batch axis.
+    ambiguous_axes : tuple of int
+        For an input whose batch axis the model does not show (several unnamed dynamic axes),
+        the axes that could hold it; using it raises an error that shows ``batch_axes=``.
     """
 
     name: str
     dtype: np.dtype
     shape: tuple[Dim, ...] | None
     batch_axis: int | None = 0
+    ambiguous_axes: tuple = ()
 
     @property
     def is_floating(self) -> bool:
