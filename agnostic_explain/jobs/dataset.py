@@ -12,6 +12,7 @@ from ..errors import ParameterError
 from .chunks import plan_chunks
 from .sources import ReadSettings, open_source
 from .spec import build_explainer, jsonable, normalize_spec, seed_entropy
+from .integrity import FolderLock
 from .store import MANIFEST, Store, load_results
 from .worker import ChunkWorker, parse_device
 
@@ -152,6 +153,15 @@ def explain_dataset(
     build_explainer(probe, spec)  # a bad parameter fails now, not in every worker
     settings = _settings(probe, spec, preprocessing, columns)
     source, settings = open_source(data, settings, feature_names=probe.feature_names)
+    with FolderLock(out):
+        return _run(source, settings, spec, source_model, probe, model_id, out=out, devices=devices, backend=backend,
+                    resume=resume, chunk_size=chunk_size, random_state=random_state, on_error=on_error,
+                    progress=progress, callback=callback, threads=threads, batch_size=batch_size, began=began)
+
+
+def _run(source, settings, spec, source_model, probe, model_id, *, out, devices, backend, resume, chunk_size,
+         random_state, on_error, progress, callback, threads, batch_size, began) -> JobSummary:
+    """The job itself, while this process holds the folder's lock."""
     previous = Store.existing_spec(out) if resume else None
     if random_state is None and previous is not None:
         random_state = previous.get("random_state")

@@ -16,16 +16,20 @@ the two leaves files that the rerun overwrites with the same bytes.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import time
 import uuid
+import zipfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import JobError, ParameterError, require
+from .integrity import damage_message, damaged_chunks, describe, file_problem
 from .spec import check_same_job, fingerprint
 
 __all__ = ["JobResults", "Store", "load_results", "write_chunk"]
@@ -77,14 +81,27 @@ def _write_failed(error: OSError, path: Path, out: Path) -> JobError:
     )
 
 
-def write_chunk(out, index: int, explanation, slots, keys, *, tabular: bool, feature_names=None) -> list[str]:
-    """Write one chunk's results; returns the file names (relative to ``out``). Raises JobError."""
+def write_chunk(out, index: int, explanation, slots, keys, *, tabular: bool, feature_names=None) -> dict:
+    """Write one chunk's results. Raises JobError.
+
+    Returns
+    -------
+    dict
+        For each file written (its name relative to ``out``), what the manifest keeps to verify
+        it: ``{"sha256", "bytes", "shape"}`` (see :mod:`.integrity`).
+    """
     out = Path(out)
     folder = out / CHUNKS
     stem = f"chunk-{index:06d}"
     values = np.asarray(explanation.values)
     target = explanation.target
-    written = []
+    written = {}
+
+    def put(path: Path, data: bytes, shape) -> None:
+        _write_atomically(path, lambda file: file.write(data))
+        written[path.relative_to(out).as_posix()] = describe(data, shape)
+
+    path = folder / stem
     try:
         if tabular:
             pa = require("pyarrow", "agnostic-explain[data]")
@@ -96,24 +113,27 @@ def write_chunk(out, index: int, explanation, slots, keys, *, tabular: bool, fea
             if target is not None:
                 columns["target"] = pa.array(target.tolist())
             columns.update({name: pa.array(values[:, i]) for i, name in enumerate(names)})
+            buffer = io.BytesIO()
+            pq.write_table(pa.table(columns), buffer)
             path = folder / f"{stem}.parquet"
-            _write_atomically(path, lambda file: pq.write_table(pa.table(columns), file))
-            written.append(path)
+            put(path, buffer.getvalue(), values.shape)
         else:
+            buffer = io.BytesIO()
+            np.save(buffer, values, allow_pickle=False)
             path = folder / f"{stem}.values.npy"
-            _write_atomically(path, lambda file: np.save(file, values, allow_pickle=False))
-            written.append(path)
+            put(path, buffer.getvalue(), values.shape)
             rows = {"index": np.asarray(slots, np.int64), "key": np.asarray(keys, dtype=str),
                     "base_values": np.asarray(explanation.base_values)}
             if target is not None:
                 rows["target"] = np.asarray(target)
+            buffer = io.BytesIO()
+            np.savez(buffer, **rows)
             path = folder / f"{stem}.rows.npz"
-            _write_atomically(path, lambda file: np.savez(file, **rows))
-            written.append(path)
+            put(path, buffer.getvalue(), rows["index"].shape)
         _fsync_folder(folder)
     except OSError as error:
         raise _write_failed(error, path, out) from error
-    return [item.relative_to(out).as_posix() for item in written]
+    return written
 
 
 def _read_json(path: Path) -> dict:
@@ -153,6 +173,7 @@ class Store:
                 store = cls(out, manifest)
                 store.manifest["output"] = output
                 store._clear_temporaries()
+                store._drop_damaged()
                 return store
             for record in manifest.get("chunks", {}).values():
                 for name in record.get("files", []):
@@ -171,6 +192,23 @@ class Store:
         for folder in (self.out, self.out / CHUNKS):
             for item in folder.glob(".tmp-*"):
                 item.unlink(missing_ok=True)
+
+    def _drop_damaged(self) -> None:
+        """Forget committed chunks whose files are missing or differ from what was written: they run again."""
+        damaged = damaged_chunks(self.out, self.manifest)
+        if not damaged:
+            return
+        warnings.warn(damage_message(self.out, damaged).replace("run the same job again (resume) to explain them "
+                                                                "again", "they are explained again"), stacklevel=3)
+        for index in damaged:
+            record = self.manifest["chunks"].pop(str(index))
+            for item in record.get("skipped", []):
+                if item in self.manifest["skipped"]:
+                    self.manifest["skipped"].remove(item)
+            for name in record.get("files", []):
+                (self.out / name).unlink(missing_ok=True)
+        self.manifest["complete"] = False
+        self.save()
 
     @property
     def finished(self) -> set[int]:
@@ -265,6 +303,12 @@ def load_results(out) -> JobResults:
     -------
     JobResults
         ``.complete`` says whether every chunk had finished; tabular jobs also give ``.table()``.
+
+    Raises
+    ------
+    JobError
+        A chunk file is missing, or differs from what was written (damaged, truncated or
+        swapped with another); the message names the chunk. Running the job again recomputes it.
     """
     out = Path(out)
     if not (out / MANIFEST).is_file():
@@ -272,22 +316,14 @@ def load_results(out) -> JobResults:
     manifest = _read_json(out / MANIFEST)
     output = manifest.get("output", {})
     parts = {"values": [], "base_values": [], "target": [], "index": [], "keys": []}
-    for record in manifest["chunks"].values():
+    for key, record in manifest["chunks"].items():
         files = [out / name for name in record.get("files", [])]
-        missing = [str(path) for path in files if not path.is_file()]
-        if missing:
-            raise JobError(f"out: the manifest lists chunk files that are missing: {missing}")
         if not files:
             continue
-        if output.get("tabular"):
-            _read_table_chunk(files[0], output, parts)
-            continue
-        parts["values"].append(np.load(files[0], allow_pickle=False))
-        with np.load(files[1], allow_pickle=False) as rows:
-            parts["base_values"].append(rows["base_values"])
-            parts["target"].append(rows["target"] if "target" in rows.files else None)
-            parts["index"].append(rows["index"])
-            parts["keys"].append(rows["key"])
+        try:
+            _read_chunk(out, record, output, parts)
+        except _ChunkDamaged as error:
+            raise JobError(damage_message(out, {int(key): [str(error)]})) from error.__cause__
     feature_names = tuple(output["feature_names"]) if output.get("feature_names") else None
     if not parts["index"]:
         shape = (0, len(feature_names)) if feature_names else (0,)
@@ -306,15 +342,67 @@ def load_results(out) -> JobResults:
     )
 
 
-def _read_table_chunk(path: Path, output: dict, parts: dict) -> None:
+class _ChunkDamaged(Exception):
+    """One chunk file is missing, differs from what was written, or does not hold what its record says."""
+
+
+#: what numpy, zipfile and pyarrow raise on a damaged file
+_DAMAGE = (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile, MemoryError)
+
+
+def _read_chunk(out: Path, record: dict, output: dict, parts: dict) -> None:
+    """Append one chunk's arrays to ``parts``, checked against its record; raises _ChunkDamaged."""
+    checks = record.get("checks") or {}
+    found = {"values": None, "base_values": None, "target": None, "index": None, "keys": None}
+    for position, name in enumerate(record["files"]):
+        path = out / name
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            reason = "the file is missing" if not path.exists() else f"the file cannot be read ({error})"
+            raise _ChunkDamaged(f"{name}: {reason}") from error
+        problem = file_problem(path, checks.get(name), data)
+        if problem is not None:
+            raise _ChunkDamaged(f"{name}: {problem}")
+        try:
+            if output.get("tabular"):
+                found.update(_read_table_chunk(data, output))
+            elif position == 0:
+                found["values"] = np.load(io.BytesIO(data), allow_pickle=False)
+            else:
+                with np.load(io.BytesIO(data), allow_pickle=False) as rows:
+                    found.update(base_values=rows["base_values"], index=rows["index"], keys=rows["key"],
+                                 target=rows["target"] if "target" in rows.files else None)
+        except _DAMAGE as error:
+            raise _ChunkDamaged(f"{name}: the file cannot be read ({type(error).__name__}: {error})") from error
+    n = int(record.get("rows", -1))
+    arrays = [found[name] for name in ("values", "base_values", "index", "keys")]
+    if any(array is None or array.ndim < 1 or len(array) != n for array in arrays):
+        lengths = [None if array is None else (array.shape[0] if array.ndim else 0) for array in arrays]
+        raise _ChunkDamaged(f"{record['files'][0]}: holds {lengths} rows (values, base values, index, keys); "
+                            f"the manifest records {n}")
+    if found["values"].dtype.kind not in "fiub" or found["index"].dtype.kind not in "iu":
+        raise _ChunkDamaged(f"{record['files'][0]}: unexpected dtypes {found['values'].dtype} and "
+                            f"{found['index'].dtype} for the values and the index")
+    for name, array in found.items():
+        parts[name].append(array)
+
+
+def _read_table_chunk(data: bytes, output: dict) -> dict:
     require("pyarrow", "agnostic-explain[data]")
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except pa.ArrowException as error:
+        raise ValueError(str(error)) from error
     names = output["feature_names"]
-    parts["values"].append(np.column_stack([table.column(name).to_numpy() for name in names]))
-    parts["base_values"].append(table.column("base_value").to_numpy())
     target = table.column("target").to_pylist() if "target" in table.column_names else None
-    parts["target"].append(None if target is None else np.asarray(target))
-    parts["index"].append(table.column("index").to_numpy())
-    parts["keys"].append(np.asarray(table.column("key").to_pylist(), dtype=str))
+    return {
+        "values": np.column_stack([table.column(name).to_numpy() for name in names]),
+        "base_values": table.column("base_value").to_numpy(),
+        "target": None if target is None else np.asarray(target),
+        "index": table.column("index").to_numpy(),
+        "keys": np.asarray(table.column("key").to_pylist(), dtype=str),
+    }
