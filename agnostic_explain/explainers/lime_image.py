@@ -9,6 +9,7 @@ from ..errors import ParameterError
 from ..runtime.fused import Blend
 from ..surrogates import fit_local, lime_kernel
 from .base import Explainer, Problem
+from .baselines import fill_values
 from .lime_tabular import check_lime_params
 
 SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb")
@@ -116,6 +117,7 @@ class LimeImage(Explainer):
                 np.broadcast_to(np.asarray(self.hide_color, dtype=np.float64), rows.shape[1:])
             except (ValueError, TypeError):
                 raise ParameterError(f"hide_color must be None or broadcast to one row {rows.shape[1:]}, got {self.hide_color!r}") from None
+            fill_values(self.hide_color, rows.dtype, "hide_color")
 
     def _segments(self, rows: np.ndarray, channel: int | None) -> np.ndarray:
         if isinstance(self.segmentation, str) or callable(self.segmentation):

@@ -13,6 +13,7 @@ from ..errors import ParameterError
 from ..explanation import Explanation, _jsonable
 from ..runtime.batching import evaluate
 from ..runtime.targets import Target, resolve, transform
+from ..seeds import as_generator
 from .base import Explainer, unperturbed_outputs
 
 #: Supported scorer names: (function in ``sklearn.metrics``, sign, response, keyword arguments).
@@ -177,7 +178,7 @@ class PermutationImportance(Explainer):
         n_groups = masks.n_groups(mask)
         blocks = self.n_repeats * n_groups
         # One permutation of the rows per (repeat, group): block b = repeat * n_groups + group.
-        permutations = np.random.default_rng(random_state).permuted(np.tile(np.arange(n), (blocks, 1)), axis=1)
+        permutations = as_generator(random_state).permuted(np.tile(np.arange(n), (blocks, 1)), axis=1)
 
         def make_rows(start: int, stop: int) -> np.ndarray:
             block, row = np.divmod(np.arange(start, stop), n)

@@ -11,6 +11,8 @@ from .baselines import baseline_rows, fill_index, fill_rows
 
 #: bytes of upsampled masks (float64) held at once while summing the saliency, by default
 _SUM_BUDGET = 64 << 20
+#: bytes the random grids, their draw and the scores may take; more is refused before allocating
+DRAW_BUDGET = 4 << 30
 
 
 class Rise(Explainer):
@@ -87,6 +89,16 @@ class Rise(Explainer):
         number = isinstance(self.p_keep, (int, float, np.number)) and not isinstance(self.p_keep, bool)
         if not number or not 0 < self.p_keep <= 1:
             raise ParameterError(f"p_keep must be a number in (0, 1], got {self.p_keep!r}")
+        channel = channel_axis(rows.shape[1:])
+        plane = [size for axis, size in enumerate(rows.shape[1:]) if axis != channel]
+        # Python ints: n_masks=10**13 must be refused here, not by a MemoryError (or worse) in draw_masks
+        needed = int(self.n_masks) * (8 * int(self.cells) ** len(plane) + 16 * len(plane) + 16 * len(rows))
+        if needed > DRAW_BUDGET:
+            raise ParameterError(
+                f"n_masks={self.n_masks} with cells={self.cells} over a {len(plane)}-D plane of {len(rows)} row(s) "
+                f"needs about {needed / 2**30:.3g} GiB for the random grids and the scores, over the "
+                f"{DRAW_BUDGET / 2**30:.3g} GiB allowed; use fewer masks or cells, or explain fewer rows per call"
+            )
         if not np.issubdtype(rows.dtype, np.floating):
             raise ParameterError(
                 f"Rise blends rows with smooth masks, so x must be floating point; got dtype {rows.dtype} "
