@@ -175,6 +175,9 @@ def _read_saved(path) -> dict:
             headers = _headers(archive)
             arrays = {name: _read_member(archive, name) for name in headers}
         meta = _meta(arrays.pop("meta"))
+        missing = [name for name in ("values", "base_values", "data") if name not in arrays]
+        if missing:
+            raise _Tampered(f"the arrays {missing} are missing")
         return _arguments(meta, arrays)
     except _Tampered as error:
         reason = str(error)
@@ -214,9 +217,8 @@ def _headers(archive: zipfile.ZipFile) -> dict:
             raise _Tampered(f"array {name!r} declares shape {shape} of {dtype} ({expected} bytes with its header), "
                             f"but holds {info.file_size} bytes")
         headers[name] = (shape, dtype)
-    missing = [name for name in ("meta", "values", "base_values", "data") if name not in headers]
-    if missing:
-        raise _Tampered(f"the arrays {missing} are missing")
+    if "meta" not in headers:
+        raise _Tampered("the arrays ['meta'] are missing")
     for name, (shape, dtype) in headers.items():
         kinds = "U" if name == "meta" else _KINDS.get(name, _EXTRA_KINDS)
         if dtype.kind not in kinds:
@@ -235,8 +237,9 @@ def _meta(array: np.ndarray) -> dict:
     meta = json.loads(str(array))
     if not isinstance(meta, dict):
         raise _Tampered(f"'meta' holds {type(meta).__name__}; expected a JSON object")
-    if meta.pop("format", None) != _FORMAT:
-        raise _Tampered(f"'meta' does not name the format {_FORMAT!r}")
+    found = meta.pop("format", None)
+    if found != _FORMAT:
+        raise _Tampered(f"not an agnostic-explain explanation: 'meta' names the format {found!r}, not {_FORMAT!r}")
     unknown = sorted(set(meta) - set(_META))
     if unknown:
         raise _Tampered(f"'meta' has unknown fields {unknown}")

@@ -95,7 +95,7 @@ TAMPERINGS = {
     "meta not json": (lambda p: with_array(p, "meta", np.array("{not json")), r"JSONDecodeError"),
     "meta a list": (lambda p: with_array(p, "meta", np.array("[1, 2]")), r"'meta' holds list"),
     "meta two strings": (lambda p: with_array(p, "meta", np.array(["{}", "{}"])), r"'meta' has shape \(2,\)"),
-    "wrong format": (lambda p: with_meta(p, lambda m: m.update(format="other/1")), r"does not name the format"),
+    "wrong format": (lambda p: with_meta(p, lambda m: m.update(format="other/1")), r"not an agnostic-explain explanation: 'meta' names the format 'other/1'"),
     "unknown meta field": (lambda p: with_meta(p, lambda m: m.update(evil=1)), r"unknown fields \['evil'\]"),
     "n_evals a string": (lambda p: with_meta(p, lambda m: m.update(n_evals="12")), r"'n_evals' is '12'; expected int"),
     "n_evals a bool": (lambda p: with_meta(p, lambda m: m.update(n_evals=True)), r"'n_evals' is True"),

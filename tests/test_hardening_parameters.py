@@ -20,7 +20,7 @@ from agnostic_explain.errors import (
     ParameterError,
     TargetError,
 )
-from agnostic_explain.explainers.rise import DRAW_BUDGET
+from agnostic_explain.explainers.budget import SAMPLE_BUDGET
 from agnostic_explain.runtime.batching import Feeds, evaluate
 from agnostic_explain.seeds import as_generator
 
@@ -254,11 +254,17 @@ def test_rise_refuses_mask_counts_beyond_the_memory_budget_before_allocating(n_m
     monkeypatch.setattr(rise, "draw_masks", no_draw)
     with pytest.raises(ParameterError, match=rf"n_masks={n_masks} with cells={cells} .* GiB allowed"):
         ae.Rise(digits, n_masks=n_masks, cells=cells).explain(images)
-    assert DRAW_BUDGET >= 1 << 30
+    assert SAMPLE_BUDGET >= 1 << 30
+
+
+def test_lime_refuses_sample_counts_beyond_the_memory_budget_before_drawing(digits, images):
+    explainer = ae.LimeImage(digits, segmentation=np.arange(64).reshape(8, 8) // 16, num_samples=10**12)
+    with pytest.raises(ParameterError, match=r"num_samples=1000000000000 for 2 row\(s\) needs about .* GiB"):
+        explainer.explain(images)
 
 
 @pytest.mark.parametrize("module", ["agnostic_explain.seeds", "agnostic_explain.jobs.integrity",
-                                    "agnostic_explain.explainers.baselines"])
+                                    "agnostic_explain.explainers.baselines", "agnostic_explain.explainers.budget"])
 def test_doctests_of_the_new_helpers(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

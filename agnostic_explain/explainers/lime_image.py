@@ -100,7 +100,8 @@ class LimeImage(Explainer):
         }
 
     def _check(self, rows: np.ndarray) -> None:
-        check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha)
+        check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha,
+                          n_rows=len(rows))
         channel = _channel_axis(rows.shape[1:], self.channel_axis)
         plane = tuple(size for axis, size in enumerate(rows.shape[1:]) if axis != channel)
         if isinstance(self.segmentation, str) and self.segmentation not in SEGMENTATIONS:

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..surrogates import FEATURE_SELECTIONS, fit_local, lime_kernel
 from .base import Explainer, Problem
+from .budget import check_budget
 
 DISCRETIZERS = {"quartile": (25, 50, 75), "decile": tuple(range(10, 100, 10))}
 
@@ -113,7 +114,8 @@ class LimeTabular(Explainer):
 
     def _check(self, rows: np.ndarray) -> None:
         self._training(rows)
-        check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha)
+        check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha,
+                          n_rows=len(rows))
         if self.discretize_continuous and self.discretizer not in DISCRETIZERS:
             raise ParameterError(f"discretizer must be one of {sorted(DISCRETIZERS)}, got {self.discretizer!r}")
 
@@ -303,10 +305,13 @@ def _truncated_normal(mean, std, low, high, rng, ndtr):
     return np.clip(mean + std * sign * z, low, high)
 
 
-def check_lime_params(num_samples, feature_selection, num_features, kernel_width, alpha) -> None:
-    """Validation shared by the LIME explainers."""
+def check_lime_params(num_samples, feature_selection, num_features, kernel_width, alpha, n_rows=1) -> None:
+    """Validation shared by the LIME explainers; ``n_rows`` explained rows share the sample budget."""
     if not isinstance(num_samples, (int, np.integer)) or isinstance(num_samples, bool) or num_samples < 2:
         raise ParameterError(f"num_samples must be an int >= 2, got {num_samples!r}")
+    # at least a sample's indicator (float64), its score, distance and weight: refused before drawing any
+    check_budget(int(n_rows) * int(num_samples) * 40, f"num_samples={num_samples} for {n_rows} row(s)",
+                 "draw fewer samples, or explain fewer rows per call")
     if feature_selection not in FEATURE_SELECTIONS:
         raise ParameterError(f"feature_selection must be one of {FEATURE_SELECTIONS}, got {feature_selection!r}")
     if num_features is not None and (

@@ -8,11 +8,10 @@ from ..errors import ParameterError
 from ..runtime.fused import Blend
 from .base import Explainer, Problem
 from .baselines import baseline_rows, fill_index, fill_rows
+from .budget import check_budget
 
 #: bytes of upsampled masks (float64) held at once while summing the saliency, by default
 _SUM_BUDGET = 64 << 20
-#: bytes the random grids, their draw and the scores may take; more is refused before allocating
-DRAW_BUDGET = 4 << 30
 
 
 class Rise(Explainer):
@@ -93,18 +92,10 @@ class Rise(Explainer):
         plane = [size for axis, size in enumerate(rows.shape[1:]) if axis != channel]
         # Python ints: n_masks=10**13 must be refused here, not by a MemoryError (or worse) in draw_masks
         needed = int(self.n_masks) * (8 * int(self.cells) ** len(plane) + 16 * len(plane) + 16 * len(rows))
-        if needed > DRAW_BUDGET:
-            raise ParameterError(
-                f"n_masks={self.n_masks} with cells={self.cells} over a {len(plane)}-D plane of {len(rows)} row(s) "
-                f"needs about {needed / 2**30:.3g} GiB for the random grids and the scores, over the "
-                f"{DRAW_BUDGET / 2**30:.3g} GiB allowed; use fewer masks or cells, or explain fewer rows per call"
-            )
-        if not np.issubdtype(rows.dtype, np.floating):
-            raise ParameterError(
-                f"Rise blends rows with smooth masks, so x must be floating point; got dtype {rows.dtype} "
-                "(use FeatureAblation for integer inputs such as token ids)"
-            )
-        baseline_rows(self.baseline, rows)
+        check_budget(
+            needed, f"n_masks={self.n_masks} with cells={self.cells} over a {len(plane)}-D plane of {len(rows)} row(s)",
+            "use fewer masks or cells, or explain fewer rows per call",
+        )
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         rows = problem.rows
