@@ -27,12 +27,14 @@ def baseline_rows(baseline, rows: np.ndarray) -> np.ndarray:
         if values.ndim == rows.ndim - 1:
             values = values[None]
         try:
-            np.broadcast_shapes(values.shape, rows.shape)
+            fits = np.broadcast_shapes(values.shape, rows.shape) == rows.shape
         except ValueError:
+            fits = False
+        if not fits:  # (3, 8, 8) against rows (2, 1, 8, 8) broadcasts, but to a larger shape than the rows
             raise ParameterError(
                 f"baseline of shape {given} cannot broadcast to one input row {rows.shape[1:]} "
                 f"or to the rows {rows.shape}"
-            ) from None
+            )
         values = fill_values(values, rows.dtype, "baseline")
     if np.issubdtype(rows.dtype, np.integer) and np.issubdtype(values.dtype, np.floating):
         values = np.rint(values)

@@ -318,7 +318,20 @@ def check_lime_params(num_samples, feature_selection, num_features, kernel_width
         not isinstance(num_features, (int, np.integer)) or isinstance(num_features, bool) or num_features < 1
     ):
         raise ParameterError(f"num_features must be a positive int or None, got {num_features!r}")
-    if kernel_width is not None and not (np.isscalar(kernel_width) and float(kernel_width) > 0):
-        raise ParameterError(f"kernel_width must be a positive number, got {kernel_width!r}")
-    if not (np.isscalar(alpha) and float(alpha) >= 0):
-        raise ParameterError(f"alpha must be a number >= 0, got {alpha!r}")
+    # the kernel divides by kernel_width ** 2: it must neither underflow to 0 nor overflow
+    if kernel_width is not None and not (_real(kernel_width) and _SMALLEST_WIDTH <= float(kernel_width) <= _LARGEST_WIDTH):
+        raise ParameterError(
+            f"kernel_width must be a positive number from {_SMALLEST_WIDTH:.3g} to {_LARGEST_WIDTH:.3g} (its square "
+            f"must be a finite, normal float), got {kernel_width!r}"
+        )
+    if not (_real(alpha) and 0 <= float(alpha) < np.inf):
+        raise ParameterError(f"alpha must be a finite number >= 0, got {alpha!r}")
+
+
+_SMALLEST_WIDTH = float(np.sqrt(np.finfo(np.float64).tiny))
+_LARGEST_WIDTH = float(np.sqrt(np.finfo(np.float64).max))
+
+
+def _real(value) -> bool:
+    """A real number: not a complex, a bool, a string or an array."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))

@@ -9,6 +9,7 @@ from ..background import coalition_values, validate_background
 from ..errors import ParameterError
 from .base import Explainer, Problem
 from .baselines import baseline_rows
+from .budget import check_budget
 from .kernel_shap import group_mask
 
 
@@ -83,7 +84,10 @@ class ShapleySampling(Explainer):
         count = self.n_permutations
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise ParameterError(f"n_permutations must be a positive int, got {count!r}")
-        group_mask(self.feature_mask, rows)
+        m = masks.n_groups(group_mask(self.feature_mask, rows))
+        # the walks' random keys, orders, ranks and coalitions, drawn before the model runs
+        check_budget(int(count) * 2 * (m + 1) * (m + 40), f"n_permutations={count} over {m} groups",
+                     "use fewer permutations or coarser groups")
         if self.background is not None:
             validate_background(self.background, rows)
         else:
