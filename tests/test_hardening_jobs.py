@@ -170,9 +170,8 @@ def test_the_lock_is_released_when_the_job_fails(rows, tmp_path):
     with pytest.raises(RuntimeError, match="stop"):
         run(rows, out, callback=explode)
     assert not (out / LOCK).exists()
-    with FolderLock(out):
-        with pytest.raises(JobError, match="in use by another job"):
-            FolderLock(out).acquire()
+    with FolderLock(out), pytest.raises(JobError, match="in use by another job"):
+        FolderLock(out).acquire()
     assert not (out / LOCK).exists()
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+import agnostic_explain as ae
+from agnostic_explain.data import DEFAULT_MODEL_PATH, load_samples
+from agnostic_explain.errors import AgnosticExplainError
 
-import agnostic_explain as ae  # noqa: E402
-from agnostic_explain.data import DEFAULT_MODEL_PATH, load_samples  # noqa: E402
-from agnostic_explain.errors import AgnosticExplainError  # noqa: E402
-
-SETTINGS = settings(max_examples=int(__import__("os").environ.get("HARDENING_EXAMPLES", 50)), deadline=None, derandomize=not __import__("os").environ.get("HARDENING_RANDOM"),
+# HARDENING_EXAMPLES=600 HARDENING_RANDOM=1 searches further (new examples each run) than the 50 fixed ones of CI
+SETTINGS = settings(max_examples=int(os.environ.get("HARDENING_EXAMPLES", "50")), deadline=None,
+                    derandomize=not os.environ.get("HARDENING_RANDOM"),
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 MODEL = ae.load(DEFAULT_MODEL_PATH, providers="cpu")

@@ -96,6 +96,12 @@ class Rise(Explainer):
             needed, f"n_masks={self.n_masks} with cells={self.cells} over a {len(plane)}-D plane of {len(rows)} row(s)",
             "use fewer masks or cells, or explain fewer rows per call",
         )
+        if not np.issubdtype(rows.dtype, np.floating):
+            raise ParameterError(
+                f"Rise blends rows with smooth masks, so x must be floating point; got dtype {rows.dtype} "
+                "(use FeatureAblation for integer inputs such as token ids)"
+            )
+        baseline_rows(self.baseline, rows)
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         rows = problem.rows

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from ..errors import ParameterError
 from .chunks import plan_chunks
+from .integrity import FolderLock
 from .sources import ReadSettings, open_source
 from .spec import build_explainer, jsonable, normalize_spec, seed_entropy
-from .integrity import FolderLock
 from .store import MANIFEST, Store, load_results
 from .worker import ChunkWorker, parse_device
 

@@ -76,13 +76,11 @@ def damaged_chunks(out, manifest: dict) -> dict[int, list[str]]:
     return found
 
 
-def damage_message(out, damaged: dict[int, list[str]]) -> str:
+def damage_message(out, damaged: dict[int, list[str]], then: str = "run the same job again (resume) to explain "
+                                                                    "them again") -> str:
     listed = "; ".join(f"chunk {index}: {', '.join(problems)}" for index, problems in sorted(damaged.items())[:5])
     more = f" (and {len(damaged) - 5} more chunks)" if len(damaged) > 5 else ""
-    return (
-        f"out: {len(damaged)} committed chunk(s) of {str(out)!r} are damaged or missing: {listed}{more}; "
-        f"run the same job again (resume) to explain them again"
-    )
+    return f"out: {len(damaged)} committed chunk(s) of {str(out)!r} are damaged or missing: {listed}{more}; {then}"
 
 
 @dataclass

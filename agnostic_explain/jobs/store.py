@@ -21,8 +21,8 @@ import json
 import os
 import time
 import uuid
-import zipfile
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -198,8 +198,7 @@ class Store:
         damaged = damaged_chunks(self.out, self.manifest)
         if not damaged:
             return
-        warnings.warn(damage_message(self.out, damaged).replace("run the same job again (resume) to explain them "
-                                                                "again", "they are explained again"), stacklevel=3)
+        warnings.warn(damage_message(self.out, damaged, "they are explained again"), stacklevel=3)
         for index in damaged:
             record = self.manifest["chunks"].pop(str(index))
             for item in record.get("skipped", []):
