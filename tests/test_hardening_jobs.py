@@ -200,3 +200,23 @@ def test_a_folder_of_only_unreadable_npz_fails_rather_than_explaining_nothing(tm
         with pytest.raises(InputError, match=r"cannot read 'a\.npz'"):
             jobs.explain_dataset(DEFAULT_MODEL_PATH, folder, OCCLUSION, out=tmp_path / "out", devices=["cpu"],
                                  progress=False)
+
+
+@pytest.mark.parametrize("change", [
+    lambda manifest: manifest.pop("chunks"),
+    lambda manifest: manifest.clear() or [1, 2],
+    lambda manifest: manifest.update(chunks=[1, 2]),
+    lambda manifest: manifest["chunks"].update({"x": {}}),
+    lambda manifest: manifest["chunks"]["0"].update(files="chunks/chunk-000000.values.npy"),
+])
+def test_a_malformed_manifest_is_a_job_error(change, reference, tmp_path):
+    source, _ = reference
+    out = tmp_path / "malformed"
+    shutil.copytree(source, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    changed = change(manifest)
+    (out / "manifest.json").write_text(json.dumps(changed if isinstance(changed, list) else manifest))
+    with pytest.raises(JobError, match="is not a job manifest"):
+        jobs.load_results(out)
+    with pytest.raises(JobError, match="is not a job manifest"):
+        jobs.verify_results(out)

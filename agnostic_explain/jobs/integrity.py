@@ -66,6 +66,21 @@ def chunk_problems(out, record: dict) -> list[str]:
     return found
 
 
+def check_records(manifest: dict, path) -> dict:
+    """The manifest's chunk records, checked for the structure this module reads; else JobError."""
+    records = manifest.get("chunks")
+    output = manifest.get("output", {})
+    well_formed = isinstance(records, dict) and isinstance(output, dict) and all(
+        key.isdigit() and isinstance(record, dict) and isinstance(record.get("files", []), list)
+        and all(isinstance(name, str) for name in record.get("files", []))
+        and isinstance(record.get("checks") or {}, dict) and isinstance(record.get("skipped", []), list)
+        for key, record in records.items()
+    )
+    if not well_formed:
+        raise JobError(f"out: {str(path)!r} is not a job manifest: its 'chunks' or 'output' records are malformed")
+    return records
+
+
 def damaged_chunks(out, manifest: dict) -> dict[int, list[str]]:
     """Committed chunks whose files are missing or differ, with their problems."""
     found = {}
@@ -137,9 +152,7 @@ def verify_results(out, *, raise_errors: bool = True) -> Verification:
     if not (out / MANIFEST).is_file():
         raise JobError(f"out: {str(out)!r} holds no job manifest ({MANIFEST}); expected a job's output folder")
     manifest = _read_json(out / MANIFEST)
-    records = manifest.get("chunks")
-    if not isinstance(records, dict):
-        raise JobError(f"out: the manifest of {str(out)!r} has no 'chunks' record; it is not a job manifest")
+    records = check_records(manifest, out / MANIFEST)
     damaged = damaged_chunks(out, manifest)
     unchecked = sorted(int(key) for key, record in records.items() if record.get("files") and not record.get("checks"))
     result = Verification(

@@ -22,14 +22,14 @@ import os
 import time
 import uuid
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import JobError, ParameterError, require
-from .integrity import damage_message, damaged_chunks, describe, file_problem
+from .integrity import check_records, damage_message, damaged_chunks, describe
+from .reading import ChunkDamaged, read_chunk_files
 from .spec import check_same_job, fingerprint
 
 __all__ = ["JobResults", "Store", "load_results", "write_chunk"]
@@ -138,9 +138,12 @@ def write_chunk(out, index: int, explanation, slots, keys, *, tabular: bool, fea
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        found = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise JobError(f"out: cannot read the manifest {str(path)!r} ({error})") from error
+    if not isinstance(found, dict):
+        raise JobError(f"out: {str(path)!r} is not a job manifest: it holds a JSON {type(found).__name__}")
+    return found
 
 
 class Store:
@@ -169,6 +172,7 @@ class Store:
             if manifest.get("format") != FORMAT:
                 raise JobError(f"out: {str(path)!r} is not a job manifest (format {manifest.get('format')!r})")
             if resume:
+                check_records(manifest, path)
                 check_same_job(out, manifest["spec"], job_spec)
                 store = cls(out, manifest)
                 store.manifest["output"] = output
@@ -314,14 +318,15 @@ def load_results(out) -> JobResults:
         raise FileNotFoundError(2, "out: no job manifest (manifest.json) in", str(out))
     manifest = _read_json(out / MANIFEST)
     output = manifest.get("output", {})
+    records = check_records(manifest, out / MANIFEST)
     parts = {"values": [], "base_values": [], "target": [], "index": [], "keys": []}
-    for key, record in manifest["chunks"].items():
+    for key, record in records.items():
         files = [out / name for name in record.get("files", [])]
         if not files:
             continue
         try:
-            _read_chunk(out, record, output, parts)
-        except _ChunkDamaged as error:
+            read_chunk_files(out, record, output, parts)
+        except ChunkDamaged as error:
             raise JobError(damage_message(out, {int(key): [str(error)]})) from error.__cause__
     feature_names = tuple(output["feature_names"]) if output.get("feature_names") else None
     if not parts["index"]:
@@ -330,6 +335,10 @@ def load_results(out) -> JobResults:
         return JobResults(np.zeros(shape, np.float32), empty, None, empty.astype(np.int64), empty.astype(str),
                           feature_names, manifest)
     targets = parts["target"]
+    shapes = sorted({array.shape[1:] for array in parts["values"]})
+    if len(shapes) > 1:
+        raise JobError(f"out: the chunks of {str(out)!r} hold rows of different shapes {shapes}; some chunk files "
+                       "belong to another job")
     return JobResults(
         values=np.concatenate(parts["values"]),
         base_values=np.concatenate(parts["base_values"]),
@@ -339,69 +348,3 @@ def load_results(out) -> JobResults:
         feature_names=feature_names,
         manifest=manifest,
     )
-
-
-class _ChunkDamaged(Exception):
-    """One chunk file is missing, differs from what was written, or does not hold what its record says."""
-
-
-#: what numpy, zipfile and pyarrow raise on a damaged file
-_DAMAGE = (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile, MemoryError)
-
-
-def _read_chunk(out: Path, record: dict, output: dict, parts: dict) -> None:
-    """Append one chunk's arrays to ``parts``, checked against its record; raises _ChunkDamaged."""
-    checks = record.get("checks") or {}
-    found = {"values": None, "base_values": None, "target": None, "index": None, "keys": None}
-    for position, name in enumerate(record["files"]):
-        path = out / name
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            reason = "the file is missing" if not path.exists() else f"the file cannot be read ({error})"
-            raise _ChunkDamaged(f"{name}: {reason}") from error
-        problem = file_problem(path, checks.get(name), data)
-        if problem is not None:
-            raise _ChunkDamaged(f"{name}: {problem}")
-        try:
-            if output.get("tabular"):
-                found.update(_read_table_chunk(data, output))
-            elif position == 0:
-                found["values"] = np.load(io.BytesIO(data), allow_pickle=False)
-            else:
-                with np.load(io.BytesIO(data), allow_pickle=False) as rows:
-                    found.update(base_values=rows["base_values"], index=rows["index"], keys=rows["key"],
-                                 target=rows["target"] if "target" in rows.files else None)
-        except _DAMAGE as error:
-            raise _ChunkDamaged(f"{name}: the file cannot be read ({type(error).__name__}: {error})") from error
-    n = int(record.get("rows", -1))
-    arrays = [found[name] for name in ("values", "base_values", "index", "keys")]
-    if any(array is None or array.ndim < 1 or len(array) != n for array in arrays):
-        lengths = [None if array is None else (array.shape[0] if array.ndim else 0) for array in arrays]
-        raise _ChunkDamaged(f"{record['files'][0]}: holds {lengths} rows (values, base values, index, keys); "
-                            f"the manifest records {n}")
-    if found["values"].dtype.kind not in "fiub" or found["index"].dtype.kind not in "iu":
-        raise _ChunkDamaged(f"{record['files'][0]}: unexpected dtypes {found['values'].dtype} and "
-                            f"{found['index'].dtype} for the values and the index")
-    for name, array in found.items():
-        parts[name].append(array)
-
-
-def _read_table_chunk(data: bytes, output: dict) -> dict:
-    require("pyarrow", "agnostic-explain[data]")
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(pa.BufferReader(data))
-    except pa.ArrowException as error:
-        raise ValueError(str(error)) from error
-    names = output["feature_names"]
-    target = table.column("target").to_pylist() if "target" in table.column_names else None
-    return {
-        "values": np.column_stack([table.column(name).to_numpy() for name in names]),
-        "base_values": table.column("base_value").to_numpy(),
-        "target": None if target is None else np.asarray(target),
-        "index": table.column("index").to_numpy(),
-        "keys": np.asarray(table.column("key").to_pylist(), dtype=str),
-    }
