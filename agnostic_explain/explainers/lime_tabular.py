@@ -319,7 +319,8 @@ def check_lime_params(num_samples, feature_selection, num_features, kernel_width
     ):
         raise ParameterError(f"num_features must be a positive int or None, got {num_features!r}")
     # the kernel divides by kernel_width ** 2: it must neither underflow to 0 nor overflow
-    if kernel_width is not None and not (_real(kernel_width) and _SMALLEST_WIDTH <= float(kernel_width) <= _LARGEST_WIDTH):
+    width_ok = kernel_width is None or (_real(kernel_width) and _SMALLEST_WIDTH <= float(kernel_width) <= _LARGEST_WIDTH)
+    if not width_ok:
         raise ParameterError(
             f"kernel_width must be a positive number from {_SMALLEST_WIDTH:.3g} to {_LARGEST_WIDTH:.3g} (its square "
             f"must be a finite, normal float), got {kernel_width!r}"

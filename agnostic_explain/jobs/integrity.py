@@ -233,7 +233,8 @@ class FolderLock:
         except FileExistsError:
             return False
         except OSError as error:
-            raise JobError(f"out: cannot create the lock file {str(self.path)!r} ({error.strerror or error})") from error
+            reason = error.strerror or error
+            raise JobError(f"out: cannot create the lock file {str(self.path)!r} ({reason})") from error
         with os.fdopen(handle, "w") as file:
             json.dump(content, file)
             file.flush()

@@ -108,7 +108,8 @@ class ChunkWorker:
             n_evals, explain_seconds = int(explanation.n_evals), float(explanation.seconds)
         return {
             "index": task.index, "start": task.start, "stop": task.stop, "rows": int(len(slots)),
-            "files": list(checks), "checks": checks, "skipped": skipped, "seconds": round(time.perf_counter() - began, 6),
+            "files": list(checks), "checks": checks, "skipped": skipped,
+            "seconds": round(time.perf_counter() - began, 6),
             "explain_seconds": round(explain_seconds, 6), "n_evals": n_evals, "device": self.device,
             "worker": self.worker, "host": socket.gethostname(), "pid": os.getpid(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
