@@ -30,10 +30,9 @@ def test_int_target_selects_that_class_for_every_row(outputs):
     np.testing.assert_array_equal(target.as_array(), [2, 2, 2, 2])
 
 
-def test_negative_int_target_counts_from_the_end(outputs):
-    target = resolve(-1, outputs)
-    np.testing.assert_array_equal(target.as_array(), [4, 4, 4, 4])
-    np.testing.assert_array_equal(target.select(outputs, np.arange(4)), outputs[:, 4])
+def test_negative_int_target_is_refused_rather_than_counting_from_the_end(outputs):
+    with pytest.raises(TargetError, match=r"target -1 is out of range .* \(valid: 0\.\.4\); negative indices do not count"):
+        resolve(-1, outputs)
 
 
 def test_tuple_target_on_a_multi_dimensional_output(grid):

@@ -18,6 +18,7 @@ from ..runtime.batching import Feeds, evaluate
 from ..runtime.fused import Blend, evaluate_fused
 from ..runtime.model import Model
 from ..runtime.loading import load
+from ..seeds import as_generator
 from ..runtime.targets import OUTPUT_TRANSFORMS, Target, resolve, target_reducer, transform
 
 
@@ -212,6 +213,7 @@ class Explainer:
         Explanation
         """
         started = time.perf_counter()
+        rng = as_generator(random_state)  # a bad seed fails before the model runs
         model, feeds = self._prepare(x, input, fixed_inputs, output_transform)
         checked = self._check(feeds.rows)
         output_name = model.output_spec(output).name
@@ -227,7 +229,7 @@ class Explainer:
             output_transform=output_transform,
             base_values=resolved.select(outputs, np.arange(n)),
             progress=progress,
-            rng=np.random.default_rng(random_state),
+            rng=rng,
             n_evals=n,
             output_shape=outputs.shape[1:],
             context=context,

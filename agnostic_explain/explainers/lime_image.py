@@ -8,6 +8,7 @@ from ..perturbation import masks
 from ..errors import ParameterError
 from ..layout import channel_axis
 from ..runtime.fused import Blend
+from ..perturbation.baselines import fill_values
 from ..perturbation.surrogates import fit_local, lime_kernel
 from .base import Explainer, Problem, recorded
 from .lime_tabular import check_lime_params
@@ -102,7 +103,8 @@ class LimeImage(Explainer):
 
     def _check(self, rows: np.ndarray) -> int | None:
         """The channel axis of the rows."""
-        check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha)
+        check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha,
+                          n_rows=len(rows))
         channel = _channel_axis(rows.shape[1:], self.channel_axis, self.model.layout)
         plane = tuple(size for axis, size in enumerate(rows.shape[1:]) if axis != channel)
         if isinstance(self.segmentation, str) and self.segmentation not in SEGMENTATIONS:
@@ -119,6 +121,7 @@ class LimeImage(Explainer):
                 np.broadcast_to(np.asarray(self.hide_color, dtype=np.float64), rows.shape[1:])
             except (ValueError, TypeError):
                 raise ParameterError(f"hide_color must be None or broadcast to one row {rows.shape[1:]}, got {self.hide_color!r}") from None
+            fill_values(self.hide_color, rows.dtype, "hide_color")
         return channel
 
     def _segments(self, rows: np.ndarray, channel: int | None) -> np.ndarray:

@@ -10,6 +10,7 @@ from ..errors import ParameterError
 from ..runtime.cores import worker_count
 from ..perturbation.surrogates import FEATURE_SELECTIONS, fit_local, lime_kernel
 from .base import Explainer, Problem
+from .budget import check_budget
 
 DISCRETIZERS = {"quartile": (25, 50, 75), "decile": tuple(range(10, 100, 10))}
 
@@ -116,7 +117,8 @@ class LimeTabular(Explainer):
     def _check(self, rows: np.ndarray) -> tuple:
         """The training data and the categorical columns."""
         training = self._training(rows)
-        check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha)
+        check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha,
+                          n_rows=len(rows))
         if self.discretize_continuous and self.discretizer not in DISCRETIZERS:
             raise ParameterError(f"discretizer must be one of {sorted(DISCRETIZERS)}, got {self.discretizer!r}")
         return training
@@ -305,17 +307,34 @@ def _truncated_normal(mean, std, low, high, rng, ndtr):
     return np.clip(mean + std * sign * z, low, high)
 
 
-def check_lime_params(num_samples, feature_selection, num_features, kernel_width, alpha) -> None:
-    """Validation shared by the LIME explainers."""
+def check_lime_params(num_samples, feature_selection, num_features, kernel_width, alpha, n_rows=1) -> None:
+    """Validation shared by the LIME explainers; ``n_rows`` explained rows share the sample budget."""
     if not isinstance(num_samples, (int, np.integer)) or isinstance(num_samples, bool) or num_samples < 2:
         raise ParameterError(f"num_samples must be an int >= 2, got {num_samples!r}")
+    # at least a sample's indicator (float64), its score, distance and weight: refused before drawing any
+    check_budget(int(n_rows) * int(num_samples) * 40, f"num_samples={num_samples} for {n_rows} row(s)",
+                 "draw fewer samples, or explain fewer rows per call")
     if feature_selection not in FEATURE_SELECTIONS:
         raise ParameterError(f"feature_selection must be one of {FEATURE_SELECTIONS}, got {feature_selection!r}")
     if num_features is not None and (
         not isinstance(num_features, (int, np.integer)) or isinstance(num_features, bool) or num_features < 1
     ):
         raise ParameterError(f"num_features must be a positive int or None, got {num_features!r}")
-    if kernel_width is not None and not (np.isscalar(kernel_width) and float(kernel_width) > 0):
-        raise ParameterError(f"kernel_width must be a positive number, got {kernel_width!r}")
-    if not (np.isscalar(alpha) and float(alpha) >= 0):
-        raise ParameterError(f"alpha must be a number >= 0, got {alpha!r}")
+    # the kernel divides by kernel_width ** 2: it must neither underflow to 0 nor overflow
+    width_ok = kernel_width is None or (_real(kernel_width) and _SMALLEST_WIDTH <= float(kernel_width) <= _LARGEST_WIDTH)
+    if not width_ok:
+        raise ParameterError(
+            f"kernel_width must be a positive number from {_SMALLEST_WIDTH:.3g} to {_LARGEST_WIDTH:.3g} (its square "
+            f"must be a finite, normal float), got {kernel_width!r}"
+        )
+    if not (_real(alpha) and 0 <= float(alpha) < np.inf):
+        raise ParameterError(f"alpha must be a finite number >= 0, got {alpha!r}")
+
+
+_SMALLEST_WIDTH = float(np.sqrt(np.finfo(np.float64).tiny))
+_LARGEST_WIDTH = float(np.sqrt(np.finfo(np.float64).max))
+
+
+def _real(value) -> bool:
+    """A real number: not a complex, a bool, a string or an array."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))

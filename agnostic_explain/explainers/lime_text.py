@@ -106,7 +106,8 @@ class LimeText(Explainer):
 
     def _check(self, rows: np.ndarray) -> np.ndarray:
         """The word groups of each row."""
-        check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha)
+        check_lime_params(self.num_samples, self.feature_selection, self.num_features, self.kernel_width, self.alpha,
+                          n_rows=len(rows))
         if self.mask_token_id is None or not isinstance(self.mask_token_id, (int, np.integer)) or isinstance(self.mask_token_id, bool):
             raise ParameterError(f"LimeText needs mask_token_id, the int id that replaces removed tokens; got {self.mask_token_id!r}")
         if rows.ndim != 2 or not np.issubdtype(rows.dtype, np.integer):

@@ -193,10 +193,17 @@ def _per_axis(value, rank: int, name: str, row_shape: tuple) -> tuple[int, ...]:
             )
         value = (value,)
     try:
-        value = tuple(int(item) for item in value)
-    except (TypeError, ValueError):
+        items = tuple(value)
+    except TypeError:
         expected = "an int, a tuple of ints or 'auto'" if name == "window" else "an int or a tuple of ints"
         raise ParameterError(f"{name} must be {expected}, got {value!r}") from None
+    for item in items:
+        # int() would truncate 2.5 to 2 and occlude other windows than asked for
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
+            raise ParameterError(
+                f"{name} entries must be ints, got {item!r} ({type(item).__name__}) in {value!r}"
+            )
+    value = tuple(int(item) for item in items)
     if len(value) != rank:
         raise ParameterError(
             f"{name} {value} has {len(value)} entries, but each input row has {rank} axes "

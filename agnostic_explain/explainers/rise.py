@@ -7,8 +7,9 @@ import numpy as np
 from ..errors import ParameterError
 from ..layout import channel_axis
 from ..runtime.fused import Blend
-from .base import Explainer, Problem, recorded
 from ..perturbation.baselines import baseline_rows, fill_index, fill_rows
+from .base import Explainer, Problem, recorded
+from .budget import check_budget
 
 #: bytes of upsampled masks (float64) held at once while summing the saliency, by default
 _SUM_BUDGET = 64 << 20
@@ -87,6 +88,14 @@ class Rise(Explainer):
         number = isinstance(self.p_keep, (int, float, np.number)) and not isinstance(self.p_keep, bool)
         if not number or not 0 < self.p_keep <= 1:
             raise ParameterError(f"p_keep must be a number in (0, 1], got {self.p_keep!r}")
+        channel = channel_axis(rows.shape[1:])
+        plane = [size for axis, size in enumerate(rows.shape[1:]) if axis != channel]
+        # Python ints: n_masks=10**13 must be refused here, not by a MemoryError (or worse) in draw_masks
+        needed = int(self.n_masks) * (8 * int(self.cells) ** len(plane) + 16 * len(plane) + 16 * len(rows))
+        check_budget(
+            needed, f"n_masks={self.n_masks} with cells={self.cells} over a {len(plane)}-D plane of {len(rows)} row(s)",
+            "use fewer masks or cells, or explain fewer rows per call",
+        )
         if not np.issubdtype(rows.dtype, np.floating):
             raise ParameterError(
                 f"Rise blends rows with smooth masks, so x must be floating point; got dtype {rows.dtype} "

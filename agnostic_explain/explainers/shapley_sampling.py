@@ -7,8 +7,9 @@ import numpy as np
 from ..perturbation import masks
 from ..perturbation.background import coalition_values, validate_background
 from ..errors import ParameterError
-from .base import Explainer, Problem, recorded
 from ..perturbation.baselines import baseline_rows
+from .base import Explainer, Problem, recorded
+from .budget import check_budget
 from .kernel_shap import group_mask
 
 
@@ -84,6 +85,10 @@ class ShapleySampling(Explainer):
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise ParameterError(f"n_permutations must be a positive int, got {count!r}")
         mask = group_mask(self.feature_mask, rows)
+        m = masks.n_groups(mask)
+        # the walks' random keys, orders, ranks and coalitions, drawn before the model runs
+        check_budget(int(count) * 2 * (m + 1) * (m + 40), f"n_permutations={count} over {m} groups",
+                     "use fewer permutations or coarser groups")
         if self.background is not None:
             background = validate_background(self.background, rows)
             return mask, background.rows[None], background.weights

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..seeds import as_generator
 from ..errors import ParameterError
 from .source import open_model
 from .topology import node_names
@@ -72,7 +73,7 @@ def randomize(model, layers=None, *, cascade=True, method="normal", random_state
     if cascade:
         chosen = set(range(min(chosen), len(by_layer)))
     names = {weight for position in chosen for weight in by_layer[position][1]}
-    generator = np.random.default_rng(random_state)
+    generator = as_generator(random_state)
     edited = onnx.ModelProto()
     edited.CopyFrom(source.proto)
     for tensor in edited.graph.initializer:

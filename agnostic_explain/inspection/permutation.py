@@ -14,6 +14,7 @@ from ..explanation import Explanation
 from ..perturbation import masks
 from ..runtime.batching import evaluate
 from ..runtime.targets import Target, resolve, transform
+from ..seeds import as_generator
 from .base import DatasetMethod
 
 #: Supported scorer names: (function in ``sklearn.metrics``, sign, response, keyword arguments).
@@ -178,7 +179,7 @@ class PermutationImportance(DatasetMethod):
         n_groups = masks.n_groups(mask)
         blocks = self.n_repeats * n_groups
         # One permutation of the rows per (repeat, group): block b = repeat * n_groups + group.
-        permutations = np.random.default_rng(random_state).permuted(np.tile(np.arange(n), (blocks, 1)), axis=1)
+        permutations = as_generator(random_state).permuted(np.tile(np.arange(n), (blocks, 1)), axis=1)
 
         def make_rows(start: int, stop: int) -> np.ndarray:
             block, row = np.divmod(np.arange(start, stop), n)

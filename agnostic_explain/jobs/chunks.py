@@ -70,6 +70,13 @@ def read_chunk(task: ChunkTask, settings: ReadSettings, on_error: str):
     skipped : list of dict
         ``{"key": ..., "error": ...}`` per input left out.
     """
+    if on_error == "fail" and task.skipped:
+        # a file whose header could not be read was set aside at planning; "fail" still means fail
+        first = task.skipped[0]
+        raise InputError(
+            f"data: cannot read {first['key']!r} ({first['error']}); pass on_error='skip' "
+            f"(--on-error skip) to skip such inputs and record them in the manifest"
+        )
     arrays, index, keys, skipped = [], [], [], list(task.skipped)
     slot, row_shape = task.start, settings.spec.row_shape()
     for piece, first, stop in task.parts:

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import ParameterError
 from ..runtime.cores import available_cores
 from .chunks import plan_chunks
+from .integrity import FolderLock
 from .sources import ReadSettings, open_source
 from .spec import build_explainer, jsonable, normalize_spec, seed_entropy
 from .store import MANIFEST, Store, load_results
@@ -153,6 +154,15 @@ def explain_dataset(
     build_explainer(probe, spec)  # a bad parameter fails now, not in every worker
     settings = _settings(probe, spec, preprocessing, columns)
     source, settings = open_source(data, settings, feature_names=probe.feature_names)
+    with FolderLock(out):
+        return _run(source, settings, spec, source_model, probe, model_id, out=out, devices=devices, backend=backend,
+                    resume=resume, chunk_size=chunk_size, random_state=random_state, on_error=on_error,
+                    progress=progress, callback=callback, threads=threads, batch_size=batch_size, began=began)
+
+
+def _run(source, settings, spec, source_model, probe, model_id, *, out, devices, backend, resume, chunk_size,
+         random_state, on_error, progress, callback, threads, batch_size, began) -> JobSummary:
+    """The job itself, while this process holds the folder's lock."""
     previous = Store.existing_spec(out) if resume else None
     if random_state is None and previous is not None:
         random_state = previous.get("random_state")

@@ -16,16 +16,20 @@ the two leaves files that the rerun overwrites with the same bytes.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import JobError, ParameterError, require
+from .integrity import check_records, damage_message, damaged_chunks, describe
+from .reading import ChunkDamaged, read_chunk_files
 from .spec import check_same_job, fingerprint
 
 __all__ = ["JobResults", "Store", "load_results", "write_chunk"]
@@ -77,14 +81,27 @@ def _write_failed(error: OSError, path: Path, out: Path) -> JobError:
     )
 
 
-def write_chunk(out, index: int, explanation, slots, keys, *, tabular: bool, feature_names=None) -> list[str]:
-    """Write one chunk's results; returns the file names (relative to ``out``). Raises JobError."""
+def write_chunk(out, index: int, explanation, slots, keys, *, tabular: bool, feature_names=None) -> dict:
+    """Write one chunk's results. Raises JobError.
+
+    Returns
+    -------
+    dict
+        For each file written (its name relative to ``out``), what the manifest keeps to verify
+        it: ``{"sha256", "bytes", "shape"}`` (see :mod:`.integrity`).
+    """
     out = Path(out)
     folder = out / CHUNKS
     stem = f"chunk-{index:06d}"
     values = np.asarray(explanation.values)
     target = explanation.target
-    written = []
+    written = {}
+
+    def put(path: Path, data: bytes, shape) -> None:
+        _write_atomically(path, lambda file: file.write(data))
+        written[path.relative_to(out).as_posix()] = describe(data, shape)
+
+    path = folder / stem
     try:
         if tabular:
             pa = require("pyarrow", "agnostic-explain[data]")
@@ -96,31 +113,37 @@ def write_chunk(out, index: int, explanation, slots, keys, *, tabular: bool, fea
             if target is not None:
                 columns["target"] = pa.array(target.tolist())
             columns.update({name: pa.array(values[:, i]) for i, name in enumerate(names)})
+            buffer = io.BytesIO()
+            pq.write_table(pa.table(columns), buffer)
             path = folder / f"{stem}.parquet"
-            _write_atomically(path, lambda file: pq.write_table(pa.table(columns), file))
-            written.append(path)
+            put(path, buffer.getvalue(), values.shape)
         else:
+            buffer = io.BytesIO()
+            np.save(buffer, values, allow_pickle=False)
             path = folder / f"{stem}.values.npy"
-            _write_atomically(path, lambda file: np.save(file, values, allow_pickle=False))
-            written.append(path)
+            put(path, buffer.getvalue(), values.shape)
             rows = {"index": np.asarray(slots, np.int64), "key": np.asarray(keys, dtype=str),
                     "base_values": np.asarray(explanation.base_values)}
             if target is not None:
                 rows["target"] = np.asarray(target)
+            buffer = io.BytesIO()
+            np.savez(buffer, **rows)
             path = folder / f"{stem}.rows.npz"
-            _write_atomically(path, lambda file: np.savez(file, **rows))
-            written.append(path)
+            put(path, buffer.getvalue(), rows["index"].shape)
         _fsync_folder(folder)
     except OSError as error:
         raise _write_failed(error, path, out) from error
-    return [item.relative_to(out).as_posix() for item in written]
+    return written
 
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        found = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise JobError(f"out: cannot read the manifest {str(path)!r} ({error})") from error
+    if not isinstance(found, dict):
+        raise JobError(f"out: {str(path)!r} is not a job manifest: it holds a JSON {type(found).__name__}")
+    return found
 
 
 class Store:
@@ -149,10 +172,12 @@ class Store:
             if manifest.get("format") != FORMAT:
                 raise JobError(f"out: {str(path)!r} is not a job manifest (format {manifest.get('format')!r})")
             if resume:
+                check_records(manifest, path)
                 check_same_job(out, manifest["spec"], job_spec)
                 store = cls(out, manifest)
                 store.manifest["output"] = output
                 store._clear_temporaries()
+                store._drop_damaged()
                 return store
             for record in manifest.get("chunks", {}).values():
                 for name in record.get("files", []):
@@ -171,6 +196,22 @@ class Store:
         for folder in (self.out, self.out / CHUNKS):
             for item in folder.glob(".tmp-*"):
                 item.unlink(missing_ok=True)
+
+    def _drop_damaged(self) -> None:
+        """Forget committed chunks whose files are missing or differ from what was written: they run again."""
+        damaged = damaged_chunks(self.out, self.manifest)
+        if not damaged:
+            return
+        warnings.warn(damage_message(self.out, damaged, "they are explained again"), stacklevel=3)
+        for index in damaged:
+            record = self.manifest["chunks"].pop(str(index))
+            for item in record.get("skipped", []):
+                if item in self.manifest["skipped"]:
+                    self.manifest["skipped"].remove(item)
+            for name in record.get("files", []):
+                (self.out / name).unlink(missing_ok=True)
+        self.manifest["complete"] = False
+        self.save()
 
     @property
     def finished(self) -> set[int]:
@@ -265,29 +306,28 @@ def load_results(out) -> JobResults:
     -------
     JobResults
         ``.complete`` says whether every chunk had finished; tabular jobs also give ``.table()``.
+
+    Raises
+    ------
+    JobError
+        A chunk file is missing, or differs from what was written (damaged, truncated or
+        swapped with another); the message names the chunk. Running the job again recomputes it.
     """
     out = Path(out)
     if not (out / MANIFEST).is_file():
         raise FileNotFoundError(2, "out: no job manifest (manifest.json) in", str(out))
     manifest = _read_json(out / MANIFEST)
     output = manifest.get("output", {})
+    records = check_records(manifest, out / MANIFEST)
     parts = {"values": [], "base_values": [], "target": [], "index": [], "keys": []}
-    for record in manifest["chunks"].values():
+    for key, record in records.items():
         files = [out / name for name in record.get("files", [])]
-        missing = [str(path) for path in files if not path.is_file()]
-        if missing:
-            raise JobError(f"out: the manifest lists chunk files that are missing: {missing}")
         if not files:
             continue
-        if output.get("tabular"):
-            _read_table_chunk(files[0], output, parts)
-            continue
-        parts["values"].append(np.load(files[0], allow_pickle=False))
-        with np.load(files[1], allow_pickle=False) as rows:
-            parts["base_values"].append(rows["base_values"])
-            parts["target"].append(rows["target"] if "target" in rows.files else None)
-            parts["index"].append(rows["index"])
-            parts["keys"].append(rows["key"])
+        try:
+            read_chunk_files(out, record, output, parts)
+        except ChunkDamaged as error:
+            raise JobError(damage_message(out, {int(key): [str(error)]})) from error.__cause__
     feature_names = tuple(output["feature_names"]) if output.get("feature_names") else None
     if not parts["index"]:
         shape = (0, len(feature_names)) if feature_names else (0,)
@@ -295,6 +335,10 @@ def load_results(out) -> JobResults:
         return JobResults(np.zeros(shape, np.float32), empty, None, empty.astype(np.int64), empty.astype(str),
                           feature_names, manifest)
     targets = parts["target"]
+    shapes = sorted({array.shape[1:] for array in parts["values"]})
+    if len(shapes) > 1:
+        raise JobError(f"out: the chunks of {str(out)!r} hold rows of different shapes {shapes}; some chunk files "
+                       "belong to another job")
     return JobResults(
         values=np.concatenate(parts["values"]),
         base_values=np.concatenate(parts["base_values"]),
@@ -304,17 +348,3 @@ def load_results(out) -> JobResults:
         feature_names=feature_names,
         manifest=manifest,
     )
-
-
-def _read_table_chunk(path: Path, output: dict, parts: dict) -> None:
-    require("pyarrow", "agnostic-explain[data]")
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    names = output["feature_names"]
-    parts["values"].append(np.column_stack([table.column(name).to_numpy() for name in names]))
-    parts["base_values"].append(table.column("base_value").to_numpy())
-    target = table.column("target").to_pylist() if "target" in table.column_names else None
-    parts["target"].append(None if target is None else np.asarray(target))
-    parts["index"].append(table.column("index").to_numpy())
-    parts["keys"].append(np.asarray(table.column("key").to_pylist(), dtype=str))

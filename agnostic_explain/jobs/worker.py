@@ -93,7 +93,7 @@ class ChunkWorker:
         """Explain, write and describe one chunk: the record the manifest keeps for it."""
         began = time.perf_counter()
         rows, slots, keys, skipped = read_chunk(task, self.settings, self.on_error)
-        files, n_evals, explain_seconds = [], 0, 0.0
+        checks, n_evals, explain_seconds = {}, 0, 0.0
         if rows is not None:
             spec = self.spec
             explanation = self.explainer().explain(
@@ -101,14 +101,15 @@ class ChunkWorker:
                 output_transform=spec["output_transform"], progress=False,
                 random_state=chunk_rng(self.entropy, task.index),
             )
-            files = write_chunk(
+            checks = write_chunk(
                 self.out, task.index, explanation, slots, keys,
                 tabular=self.output["tabular"], feature_names=self.output.get("feature_names"),
             )
             n_evals, explain_seconds = int(explanation.n_evals), float(explanation.seconds)
         return {
             "index": task.index, "start": task.start, "stop": task.stop, "rows": int(len(slots)),
-            "files": files, "skipped": skipped, "seconds": round(time.perf_counter() - began, 6),
+            "files": list(checks), "checks": checks, "skipped": skipped,
+            "seconds": round(time.perf_counter() - began, 6),
             "explain_seconds": round(explain_seconds, 6), "n_evals": n_evals, "device": self.device,
             "worker": self.worker, "host": socket.gethostname(), "pid": os.getpid(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -15,8 +15,9 @@ from numbers import Integral
 import numpy as np
 
 from ..errors import InputShapeError, ParameterError
-from ..perturbation.baselines import baseline_rows
 from ..layout import channel_axis
+from ..perturbation.baselines import baseline_rows
+from ..seeds import as_generator
 from .scoring import Scorer
 
 __all__ = ["CurveResult", "deletion", "insertion", "random_attribution", "random_curve"]
@@ -132,7 +133,7 @@ def random_attribution(explanation, *, random_state=None):
     >>> random_attribution(explanation, random_state=0).method
     'random'
     """
-    rng = np.random.default_rng(random_state)
+    rng = as_generator(random_state)
     values = rng.random(np.shape(explanation.values)).astype(np.float32)
     return replace(explanation, values=values, method="random")
 
@@ -175,7 +176,7 @@ def random_curve(model, explanation, kind="deletion", *, seeds=3, random_state=0
         raise ParameterError(f"seeds must be an integer >= 1, got {seeds!r}")
     if baseline is None:
         baseline = 0.0 if kind == "deletion" else "blur"
-    rng = np.random.default_rng(random_state)
+    rng = as_generator(random_state)
     randoms = [random_attribution(explanation, random_state=rng) for _ in range(int(seeds))]
     result = _curve(kind, model, randoms, steps, baseline, fixed_inputs, progress)
     n_rows = len(explanation)

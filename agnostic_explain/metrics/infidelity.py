@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ParameterError
+from ..seeds import as_generator
 from .scoring import Scorer
 
 __all__ = ["InfidelityResult", "infidelity"]
@@ -110,7 +111,7 @@ def infidelity(
             f"like the explained input {rows.shape}"
         )
     expanded = np.repeat(rows, n, axis=0)
-    perturbations, perturbed = _perturb(perturb_func, expanded, np.random.default_rng(random_state))
+    perturbations, perturbed = _perturb(perturb_func, expanded, as_generator(random_state))
 
     def make_rows(start: int, stop: int) -> np.ndarray:
         # Rows 0..n_rows-1 are the unperturbed inputs, the rest the perturbed ones.

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ParameterError
+from ..seeds import as_generator
 from .infidelity import check_count
 
 __all__ = ["SensitivityResult", "sensitivity_max"]
@@ -100,7 +101,7 @@ def sensitivity_max(
     for name in ("x", "target", "random_state"):
         if name in explain_kwargs:
             raise ParameterError(f"explain_kwargs: {name!r} is an argument of sensitivity_max itself")
-    rng = np.random.default_rng(random_state)
+    rng = as_generator(random_state)
     original = explainer.explain(x, target=target, random_state=rng, **explain_kwargs)
     rows = original.data
     n_rows = len(rows)

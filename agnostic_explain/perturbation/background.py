@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..seeds import as_generator
 from ..errors import ParameterError, require
 from ..runtime.fused import Blend
 
@@ -74,7 +75,7 @@ def summarize(data, k: int = 10, method: str = "kmeans", *, round_values: bool =
     if k == len(data):
         return Background(data.copy(), np.full(k, 1.0 / k))
     if method == "random":
-        picked = np.sort(np.random.default_rng(random_state).choice(len(data), size=k, replace=False))
+        picked = np.sort(as_generator(random_state).choice(len(data), size=k, replace=False))
         return Background(data[picked], np.full(k, 1.0 / k))
     if method != "kmeans":
         raise ParameterError(f"method must be 'kmeans' or 'random', got {method!r}")

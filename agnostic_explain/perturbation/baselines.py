@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..layout import channel_axis
 
-__all__ = ["baseline_rows", "blur"]
+__all__ = ["baseline_rows", "blur", "fill_values"]
 
 
 def baseline_rows(baseline, rows: np.ndarray) -> np.ndarray:
@@ -28,15 +28,70 @@ def baseline_rows(baseline, rows: np.ndarray) -> np.ndarray:
         if values.ndim == rows.ndim - 1:
             values = values[None]
         try:
-            np.broadcast_shapes(values.shape, rows.shape)
+            fits = np.broadcast_shapes(values.shape, rows.shape) == rows.shape
         except ValueError:
+            fits = False
+        if not fits:  # (3, 8, 8) against rows (2, 1, 8, 8) broadcasts, but to a larger shape than the rows
             raise ParameterError(
                 f"baseline of shape {given} cannot broadcast to one input row {rows.shape[1:]} "
                 f"or to the rows {rows.shape}"
-            ) from None
+            )
+        values = fill_values(values, rows.dtype, "baseline")
     if np.issubdtype(rows.dtype, np.integer) and np.issubdtype(values.dtype, np.floating):
         values = np.rint(values)
     return np.broadcast_to(values.astype(rows.dtype), rows.shape)
+
+
+def fill_values(values, dtype, name: str) -> np.ndarray:
+    """``values`` checked to be real, finite and representable in the input's ``dtype``.
+
+    A NaN, an infinity or a complex number, or a value that overflows the input's dtype
+    (``1e39`` in float32 becomes infinity) would make every attribution NaN without a word.
+
+    >>> fill_values(np.asarray(1e39), np.float32, "baseline")
+    Traceback (most recent call last):
+    ...
+    agnostic_explain.errors.ParameterError: baseline 1e+39 does not fit the input's dtype float32 (it overflows to infinity); expected finite values within +-3.4e+38
+    """
+    values = np.asarray(values)
+    dtype = np.dtype(dtype)
+    if values.dtype.kind == "c":
+        raise ParameterError(f"{name} must be real, got complex values ({_first(values)!r}, dtype {values.dtype})")
+    if values.dtype == object or values.dtype.kind not in "biuf":
+        raise ParameterError(f"{name} must be numeric, got dtype {values.dtype}")
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ParameterError(
+                f"{name} must be finite, got {_first(values[bad])} "
+                f"{'' if values.ndim == 0 else f'in {int(bad.sum())} of {values.size} values'}".rstrip()
+                + "; NaN or infinity would make every attribution NaN"
+            )
+    if values.size == 0 or values.dtype.kind == "b":
+        return values
+    if dtype.kind in "iu":
+        info, low, high = np.iinfo(dtype), values.min(), values.max()
+        if low < info.min or high > info.max:
+            worst = low if low < info.min else high
+            raise ParameterError(
+                f"{name} {_first(worst)} does not fit the input's dtype {dtype}; expected values in "
+                f"{info.min}..{info.max}"
+            )
+    elif dtype.kind == "f" and values.dtype.itemsize > dtype.itemsize:
+        with np.errstate(over="ignore"):
+            cast = values.astype(dtype)
+        bad = ~np.isfinite(cast)
+        if bad.any():
+            raise ParameterError(
+                f"{name} {_first(values[bad])} does not fit the input's dtype {dtype} (it overflows to infinity); "
+                f"expected finite values within +-{float(np.finfo(dtype).max):.3g}"
+            )
+    return values
+
+
+def _first(values):
+    value = np.asarray(values).flat[0]
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def blur(rows: np.ndarray) -> np.ndarray:

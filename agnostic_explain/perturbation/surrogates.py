@@ -116,7 +116,10 @@ def _solve_chunk(Z, y, weights, alpha, part, coef, intercept, r2) -> None:
     moment = np.einsum("rsf,rs->rf", zs, ys)[:, :, None]
     if alpha > 0:
         gram[:, np.arange(n_features), np.arange(n_features)] += alpha
-        solution = np.linalg.solve(gram, moment)[..., 0]
+        try:
+            solution = np.linalg.solve(gram, moment)[..., 0]
+        except np.linalg.LinAlgError:  # alpha vanishes next to the Gram matrix of a rank-deficient design
+            solution = np.matmul(np.linalg.pinv(gram, hermitian=True), moment)[..., 0]
     else:
         solution = np.matmul(np.linalg.pinv(gram, hermitian=True), moment)[..., 0]
     coef[part] = solution

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
 
@@ -71,6 +72,11 @@ class Feeds:
             raise InputShapeError("x: no rows to explain (the batch axis has size 0)")
         if check_finite:
             require_finite(rows, parameter="x")
+        if fixed_inputs is not None and not isinstance(fixed_inputs, Mapping):
+            raise ParameterError(
+                f"fixed_inputs must be a dict of input name to array, got {type(fixed_inputs).__name__} "
+                f"{_short(fixed_inputs)}"
+            )
         fixed_inputs = dict(fixed_inputs or {})
         if spec.name in fixed_inputs:
             raise ParameterError(
@@ -97,9 +103,14 @@ class Feeds:
                     f"model with batch_axes={{{other.name!r}: AXIS}} (or {{{other.name!r}: None}} if it has no batch)"
                 )
             if other.batch_axis is None:
-                fixed[other.name] = (conform(value, other, parameter=f"fixed_inputs[{other.name!r}]"), other)
+                value = conform(value, other, parameter=f"fixed_inputs[{other.name!r}]")
+                if check_finite:
+                    require_finite(value, parameter=f"fixed_inputs[{other.name!r}]")
+                fixed[other.name] = (value, other)
                 continue
             value = _batch_first(_with_batch_axis(value, other), other, parameter=f"fixed_inputs[{other.name!r}]")
+            if check_finite:
+                require_finite(value, parameter=f"fixed_inputs[{other.name!r}]")
             if value.shape[0] not in (1, rows.shape[0]):
                 raise InputShapeError(
                     f"fixed_inputs[{other.name!r}]: its batch axis has {value.shape[0]} rows; expected 1 "
@@ -154,6 +165,11 @@ class Feeds:
             else:
                 total += self.rows[0].nbytes  # unknown output size: assume it matches the input
         return max(total, 1)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _with_batch_axis(value, spec: TensorSpec) -> np.ndarray:
@@ -270,6 +286,19 @@ class BatchSizer:
         remember(self.model, self.key, self.size)
 
 
+def _halve(sizer: BatchSizer, error: MemoryError) -> None:
+    """Halve the batch after ``error``; at one row, raise OutOfMemoryError chained to it."""
+    try:
+        sizer.halve()
+    except OutOfMemoryError:
+        if isinstance(error, OutOfMemoryError):
+            raise
+        raise OutOfMemoryError(
+            f"out of memory on a batch of one row while building or running it ({type(error).__name__}: "
+            f"{error or 'no details'})"
+        ) from error
+
+
 def _growth(model) -> dict:
     """Growth unfinished by earlier calls, per sizer key: the size, the throughput per size
     compared, the misses, and the runs, rows and seconds measured so far at the size."""
@@ -344,12 +373,17 @@ def evaluate(
             tqdm(total=n, desc=desc, unit="row", delay=0 if progress else 2.0, leave=False)
         ) if show else None
         while start < n:
-            if pending is not None and pending[0] == start:
-                _, stop, future = pending
-                own, batch = future.result()
-            else:
-                stop = start + sizer.next(n - start)
-                own, batch = build(start, stop)
+            try:
+                if pending is not None and pending[0] == start:
+                    _, stop, future = pending
+                    own, batch = future.result()
+                else:
+                    stop = start + sizer.next(n - start)
+                    own, batch = build(start, stop)
+            except MemoryError as error:  # numpy could not build the batch: like the runtime's OOM
+                _halve(sizer, error)
+                pending = None
+                continue
             pending = None
             if stop < n:
                 ahead = stop + sizer.next(n - stop)
@@ -360,8 +394,8 @@ def evaluate(
             began = time.perf_counter()
             try:
                 outputs = _run_padded(model, batch, batched, names, pad_to)
-            except OutOfMemoryError:
-                sizer.halve()
+            except MemoryError as error:  # OutOfMemoryError from ONNX Runtime, or a callable model's own
+                _halve(sizer, error)
                 pending = None  # built for the old size; rebuilt at the new one
                 continue
             sizer.record(stop - start, time.perf_counter() - began)

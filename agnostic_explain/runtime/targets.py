@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ParameterError, TargetError
+from ..errors import ModelExecutionError, ParameterError, TargetError
 
 OUTPUT_TRANSFORMS = (None, "softmax", "sigmoid")
 
@@ -52,6 +52,8 @@ class Target:
     indices: np.ndarray | None
     function: Callable | None = None
     with_owners: bool = False
+    #: the explained output, for error messages
+    output_name: str = "output"
 
     def select(self, outputs: np.ndarray, owners: np.ndarray) -> np.ndarray:
         """Scalars of shape (batch,) from outputs of shape (batch, ...).
@@ -66,10 +68,13 @@ class Target:
                     f"target callable must return one scalar per row, shape ({outputs.shape[0]},), "
                     f"got shape {scalars.shape}"
                 )
+            check_finite_scalars(scalars, outputs, owners, self.output_name, callable_target=True)
             return scalars
         flat = outputs.reshape(outputs.shape[0], -1)
         positions = self.positions(outputs.shape[1:])[owners]
-        return flat[np.arange(len(owners)), positions].astype(np.float64)
+        scalars = flat[np.arange(len(owners)), positions].astype(np.float64)
+        check_finite_scalars(scalars, outputs, owners, self.output_name, callable_target=False)
+        return scalars
 
     def positions(self, row_shape: tuple) -> np.ndarray:
         """Flat index of each explained row's target in an output row of ``row_shape``, shape (n_rows,)."""
@@ -113,22 +118,22 @@ def resolve(target, outputs: np.ndarray, *, output_name: str = "output") -> Targ
     """
     n_rows, item_shape = outputs.shape[0], outputs.shape[1:]
     if callable(target):
-        return Target(indices=None, function=target, with_owners=_takes_owners(target))
+        return Target(indices=None, function=target, with_owners=_takes_owners(target), output_name=output_name)
     if target is None:
         if int(np.prod(item_shape)) != 1:
             raise TargetError(
                 f"target is required: output {output_name!r} has shape {outputs.shape[1:]} per row; "
                 "pass an int class index, a list with one per row, 'predicted', or a callable"
             )
-        return Target(indices=np.zeros((n_rows, 0), dtype=np.int64))
+        return Target(indices=np.zeros((n_rows, 0), dtype=np.int64), output_name=output_name)
     if isinstance(target, str):
         if target != "predicted":
             raise TargetError(f"target: the only string accepted is 'predicted', got {target!r}")
         flat = outputs.reshape(n_rows, -1)
         best = np.argmax(flat, axis=1) if flat.shape[1] else np.zeros(n_rows, dtype=np.int64)
         if not item_shape:
-            return Target(indices=np.zeros((n_rows, 0), dtype=np.int64))
-        return Target(indices=np.stack(np.unravel_index(best, item_shape), axis=1))
+            return Target(indices=np.zeros((n_rows, 0), dtype=np.int64), output_name=output_name)
+        return Target(indices=np.stack(np.unravel_index(best, item_shape), axis=1), output_name=output_name)
     if isinstance(target, (int, np.integer, tuple)):
         rows = [target] * n_rows
     elif isinstance(target, (list, np.ndarray)):
@@ -142,7 +147,7 @@ def resolve(target, outputs: np.ndarray, *, output_name: str = "output") -> Targ
             f"target must be an int, a tuple, a list, 'predicted' or a callable, got {type(target).__name__}"
         )
     indices = np.array([_one_index(item, item_shape, output_name) for item in rows], dtype=np.int64)
-    return Target(indices=indices.reshape(n_rows, -1))
+    return Target(indices=indices.reshape(n_rows, -1), output_name=output_name)
 
 
 def _one_index(item, item_shape: tuple, output_name: str) -> tuple:
@@ -158,12 +163,44 @@ def _one_index(item, item_shape: tuple, output_name: str) -> tuple:
             "or a callable that reduces each row to a scalar"
         )
     for value, size in zip(index, item_shape):
-        if not -size <= value < size:
+        if not 0 <= value < size:
+            # a negative index would wrap around and explain the last class without a word
             raise TargetError(
                 f"target {item!r} is out of range for output {output_name!r} of shape "
-                f"{item_shape} per row (valid: 0..{size - 1})"
+                f"{item_shape} per row (valid: 0..{size - 1}); negative indices do not count from the end here"
             )
-    return tuple(int(value) % size for value, size in zip(index, item_shape))
+    return tuple(int(value) for value in index)
+
+
+def check_finite_scalars(scalars: np.ndarray, outputs: np.ndarray, owners: np.ndarray, output_name: str, *,
+                         callable_target: bool) -> None:
+    """Refuse NaN or infinite target scalars, which would make every attribution NaN without a word.
+
+    Raises
+    ------
+    ModelExecutionError
+        The model's output itself is NaN or infinite at that row.
+    TargetError
+        A target callable returned NaN or infinity from finite outputs.
+    """
+    bad = ~np.isfinite(scalars)
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad)[0])
+    owner = int(np.asarray(owners)[row])
+    where = f"row {row} of the batch, which belongs to explained row {owner}"
+    count = f"{int(bad.sum())} of {len(scalars)} rows"
+    model_row = outputs[row]
+    if not callable_target or (np.asarray(model_row).dtype.kind in "fc" and not np.isfinite(model_row).all()):
+        raise ModelExecutionError(
+            f"the model's output {output_name!r} is {scalars[row]} at {where} ({count} of this batch); "
+            f"expected finite outputs: check the model and its inputs (a NaN or infinity there makes every "
+            f"attribution NaN)"
+        )
+    raise TargetError(
+        f"the target callable returned {scalars[row]} at {where} ({count} of this batch) from finite values of "
+        f"output {output_name!r}; expected one finite scalar per row"
+    )
 
 
 def _takes_owners(function) -> bool:
