@@ -16,7 +16,7 @@
 """
 
 from .dataset import JobSummary, explain_dataset
-from .integrity import Verification, verify_results
+from .verify import Verification, verify_results
 from .store import JobResults, load_results
 
 __all__ = ["JobResults", "JobSummary", "Verification", "explain_dataset", "load_results", "verify_results"]

@@ -17,12 +17,11 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import JobError, ParameterError
 
-__all__ = ["FolderLock", "Verification", "chunk_problems", "describe", "verify_results"]
+__all__ = ["FolderLock", "chunk_problems", "check_records", "damage_message", "damaged_chunks", "describe"]
 
 LOCK = "job.lock"
 #: a takeover guard older than this (seconds) was left by a process that died while taking over
@@ -98,73 +97,6 @@ def damage_message(out, damaged: dict[int, list[str]], then: str = "run the same
     return f"out: {len(damaged)} committed chunk(s) of {str(out)!r} are damaged or missing: {listed}{more}; {then}"
 
 
-@dataclass
-class Verification:
-    """What :func:`verify_results` found.
-
-    Attributes
-    ----------
-    n_chunks : int
-        Committed chunks checked.
-    n_files : int
-    damaged : dict of int to list of str
-        Chunk index to the problems of its files; empty when every file is as written.
-    unchecked : list of int
-        Chunks committed by a version that kept no checksums: only their presence was checked.
-    complete : bool
-        Whether the job had finished every chunk.
-    """
-
-    n_chunks: int
-    n_files: int
-    damaged: dict = field(default_factory=dict)
-    unchecked: list = field(default_factory=list)
-    complete: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.damaged
-
-
-def verify_results(out, *, raise_errors: bool = True) -> Verification:
-    """Check every committed chunk file of the job in ``out`` against its recorded sha256 and size.
-
-    Parameters
-    ----------
-    out : str or os.PathLike
-        A job's output folder.
-    raise_errors : bool, default True
-        Raise when a chunk is damaged or missing; False returns the findings instead.
-
-    Returns
-    -------
-    Verification
-
-    Raises
-    ------
-    JobError
-        A chunk file is missing, truncated, damaged or swapped with another (the message names
-        the chunks and files), or the manifest cannot be read.
-    """
-    from .store import MANIFEST, _read_json
-
-    out = Path(out)
-    if not (out / MANIFEST).is_file():
-        raise JobError(f"out: {str(out)!r} holds no job manifest ({MANIFEST}); expected a job's output folder")
-    manifest = _read_json(out / MANIFEST)
-    records = check_records(manifest, out / MANIFEST)
-    damaged = damaged_chunks(out, manifest)
-    unchecked = sorted(int(key) for key, record in records.items() if record.get("files") and not record.get("checks"))
-    result = Verification(
-        n_chunks=len(records), n_files=sum(len(record.get("files", [])) for record in records.values()),
-        damaged=damaged, unchecked=unchecked, complete=bool(manifest.get("complete")),
-    )
-    if damaged and raise_errors:
-        raise JobError(damage_message(out, damaged))
-    return result
-
-
-# -- one job per folder -------------------------------------------------------------------
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -72,7 +72,7 @@ def _write_atomically(path: Path, write) -> None:
 
 
 def _write_failed(error: OSError, path: Path, out: Path) -> JobError:
-    finished = len(_read_json(out / MANIFEST).get("chunks", {})) if (out / MANIFEST).is_file() else 0
+    finished = len(read_manifest(out / MANIFEST).get("chunks", {})) if (out / MANIFEST).is_file() else 0
     full = error.errno in (errno.ENOSPC, errno.EDQUOT)
     cause = "no space left on the device" if full else (error.strerror or str(error))
     return JobError(
@@ -136,7 +136,7 @@ def write_chunk(out, index: int, explanation, slots, keys, *, tabular: bool, fea
     return written
 
 
-def _read_json(path: Path) -> dict:
+def read_manifest(path: Path) -> dict:
     try:
         found = json.loads(path.read_text())
     except (OSError, ValueError) as error:
@@ -157,7 +157,7 @@ class Store:
     def existing_spec(out) -> dict | None:
         """The job spec recorded in ``out``, or None when it holds no manifest."""
         path = Path(out) / MANIFEST
-        return _read_json(path).get("spec") if path.is_file() else None
+        return read_manifest(path).get("spec") if path.is_file() else None
 
     @classmethod
     def open(cls, out, job_spec: dict, *, resume: bool, output: dict) -> "Store":
@@ -168,7 +168,7 @@ class Store:
         (out / CHUNKS).mkdir(parents=True, exist_ok=True)
         path = out / MANIFEST
         if path.is_file():
-            manifest = _read_json(path)
+            manifest = read_manifest(path)
             if manifest.get("format") != FORMAT:
                 raise JobError(f"out: {str(path)!r} is not a job manifest (format {manifest.get('format')!r})")
             if resume:
@@ -316,7 +316,7 @@ def load_results(out) -> JobResults:
     out = Path(out)
     if not (out / MANIFEST).is_file():
         raise FileNotFoundError(2, "out: no job manifest (manifest.json) in", str(out))
-    manifest = _read_json(out / MANIFEST)
+    manifest = read_manifest(out / MANIFEST)
     output = manifest.get("output", {})
     records = check_records(manifest, out / MANIFEST)
     parts = {"values": [], "base_values": [], "target": [], "index": [], "keys": []}
