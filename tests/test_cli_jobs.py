@@ -83,3 +83,17 @@ def test_another_job_in_the_folder_is_refused(capsys, folder, tmp_path):
     assert code == 1 and "chunk_size: 6 in the folder, 5 now" in err
     code, out, _ = run_cli(capsys, *base, "--chunk-size", "5", "--no-resume")
     assert code == 0 and "(3 run now)" in out
+
+
+def test_verify_checks_a_folder_and_names_a_damaged_chunk(capsys, folder, tmp_path):
+    code, out, _ = run_cli(capsys, "explain-dataset", MODEL, folder, "--out", tmp_path, "--no-progress",
+                           "--chunk-size", "2", "--on-error", "skip")
+    assert code == 0
+    code, out, _ = run_cli(capsys, "explain-dataset", MODEL, folder, "--out", tmp_path, "--verify")
+    assert code == 0 and "no damage" in out
+    chunk = sorted((tmp_path / "chunks").glob("*.values.npy"))[0]
+    data = bytearray(chunk.read_bytes())
+    data[-1] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    code, _, err = run_cli(capsys, "explain-dataset", MODEL, folder, "--out", tmp_path, "--verify")
+    assert code == 1 and "chunk" in err and len(err.strip().splitlines()) == 1

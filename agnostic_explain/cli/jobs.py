@@ -42,11 +42,19 @@ def register(commands, common) -> None:
     add("--batch-size", default="auto", help="rows per model call, or auto")
     add("--columns", help="feature columns of a table, comma-separated (default: the model's, else all)")
     add("--no-progress", action="store_true", help="no progress bar")
+    add("--verify", action="store_true",
+        help="only check the folder's finished chunks against their checksums, run nothing")
     job.set_defaults(run=_explain_dataset)
 
 
 def _explain_dataset(args) -> int:
-    from ..jobs import explain_dataset
+    from ..jobs import explain_dataset, verify_results
+
+    if args.verify:
+        found = verify_results(args.out)  # raises JobError naming damaged chunks
+        state = "complete" if found.complete else "not complete yet"
+        print(f"verified {found.n_files} files of {found.n_chunks} chunks in {args.out}: no damage; the job is {state}")
+        return 0
 
     params = method_params(args.param)
     if args.method == "occlusion" and "window" not in params:
