@@ -1,8 +1,10 @@
-"""Reading explained inputs from files: ``.npy``, ``.npz`` and images, shaped for a model input.
+"""Reading explained inputs from files: ``.npy``, ``.npz``, tables and images, shaped for a model input.
 
-Arrays are taken as model-ready unless ``scale``, ``mean`` or ``std`` are given; images are
-read with Pillow, converted to the channels the model wants, resized, scaled (1/255 by
-default), normalised and laid out as NCHW or NHWC.
+Arrays are taken as model-ready unless ``scale``, ``mean`` or ``std`` are given; tables
+(``.csv``, ``.parquet``) give one row per line, their columns chosen by name; images are read
+with Pillow, converted to the channels the model wants, resized, scaled (1/255 by default),
+normalised and laid out as NCHW or NHWC. The command line reads its inputs with
+:func:`read_input`, so the API gets the same preprocessing from it.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, InputShapeError, ParameterError
+from .errors import InputError, InputShapeError, MissingDependencyError, ParameterError
 from .layout import infer_layout
 from .runtime.specs import TensorSpec
 
-__all__ = ["infer_layout", "read_array", "read_input"]
+__all__ = ["TABLES", "infer_layout", "pick_columns", "read_array", "read_input", "read_table"]
+
+#: file suffixes read as tables of rows
+TABLES = (".csv", ".parquet", ".pq")
 
 LAYOUTS = ("nchw", "nhwc")
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
@@ -89,6 +94,86 @@ def read_input(path, spec: TensorSpec, *, key=None, resize=None, mean=None, std=
     if spec.shape is not None and spec.batch_axis is not None and array.ndim == len(spec.shape) - 1:
         array = np.expand_dims(array, spec.batch_axis)
     return array
+
+
+def read_table(path, spec: TensorSpec | None = None, *, columns=None, feature_names=None) -> tuple[np.ndarray, tuple]:
+    """Rows of a ``.csv`` (with a header line) or ``.parquet`` table, and the names of the columns read.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    spec : TensorSpec, optional
+        The explained model input: its dtype, and its number of features, checked.
+    columns : sequence of str, optional
+        The columns to read, in order; by default ``feature_names`` when the table has them
+        all, else every column.
+    feature_names : sequence of str, optional
+        The model's feature names (from its metadata).
+
+    Returns
+    -------
+    rows : ndarray of shape (n_rows, n_columns)
+    names : tuple of str
+    """
+    path = _existing(path)
+    if path.suffix.lower() == ".csv":
+        names, table = _read_csv(path)
+    else:
+        try:
+            import pyarrow.parquet as parquet
+        except ImportError as error:
+            raise MissingDependencyError(
+                "reading .parquet tables needs pyarrow: pip install 'agnostic-explain[data]'"
+            ) from error
+        try:
+            frame = parquet.read_table(path)
+        except Exception as error:  # pyarrow's errors for a damaged or foreign file
+            raise InputError(f"input: {str(path)!r} is not a Parquet table ({error})") from error
+        names = tuple(frame.column_names)
+        table = {name: np.asarray(frame.column(name).to_numpy(zero_copy_only=False)) for name in names}
+    chosen = pick_columns(names, columns, feature_names)
+    row = spec.row_shape() if spec is not None else None
+    if row is not None and len(row) == 1 and isinstance(row[0], int) and row[0] != len(chosen):
+        raise InputShapeError(
+            f"input: the model takes {row[0]} features per row, but {str(path)!r} has {len(chosen)} columns "
+            f"{list(chosen)[:8]}{'...' if len(chosen) > 8 else ''}; give the model's feature names as the header"
+        )
+    try:
+        rows = np.column_stack([table[name].astype(np.float64) for name in chosen])
+    except (TypeError, ValueError) as error:
+        raise InputError(f"input: {str(path)!r} has columns that are not numbers ({error})") from None
+    return rows.astype(spec.dtype if spec is not None else np.float32), tuple(chosen)
+
+
+def pick_columns(names, columns=None, feature_names=None) -> tuple:
+    """The columns asked for, else the model's feature names when the table has them all, else all."""
+    names = tuple(str(name) for name in names)
+    if columns is not None:
+        missing = [name for name in columns if name not in names]
+        if missing:
+            raise ParameterError(f"columns: the table has no columns {missing}; it has {list(names)}")
+        return tuple(columns)
+    if feature_names and all(name in names for name in feature_names):
+        return tuple(feature_names)
+    return names
+
+
+def _read_csv(path: Path) -> tuple[tuple, dict]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        lines = [line for line in csv.reader(file) if line]
+    if len(lines) < 2:
+        raise InputError(f"input: {str(path)!r} needs a header line and at least one row, got {len(lines)} line(s)")
+    header, body = tuple(name.strip() for name in lines[0]), lines[1:]
+    widths = {len(line) for line in body}
+    if widths != {len(header)}:
+        raise InputError(f"input: {str(path)!r} has rows of {sorted(widths)} fields for {len(header)} header names")
+    try:
+        values = np.array(body, dtype=np.float64)
+    except ValueError:
+        raise InputError(f"input: {str(path)!r} holds values that are not numbers (a header line is expected first)") from None
+    return header, {name: values[:, index] for index, name in enumerate(header)}
 
 
 def _existing(path) -> Path:

@@ -95,3 +95,16 @@ def test_graph_command_errors_print_one_line(capsys, tmp_path, argv, expected):
     assert code == 1
     assert err.startswith("agnostic-explain: error: ") and err.count("\n") == 1
     assert expected in err
+
+
+def test_a_reader_that_leaves_early_is_not_an_error():
+    """``agnostic-explain layers MODEL | head -1``: the broken pipe ends the command quietly, status 0."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "agnostic_explain.cli", "layers", str(MODEL)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the table is written
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"Broken pipe" not in err

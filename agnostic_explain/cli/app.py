@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +33,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # the reader left (`layers | head`): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (AgnosticExplainError, OSError) as error:
         if args.verbose:
             raise
@@ -181,11 +186,24 @@ def _spec_lines(label: str, specs) -> list[tuple[str, str]]:
 
 # -- explain ----------------------------------------------------------------------------
 def _explain(args) -> int:
-    from ..io import read_array, read_input
+    out = Path(args.out)
+    if not args.out.strip():
+        raise ParameterError("--out: expected a folder name, got an empty string")
+    existed = out.exists()
+    out.mkdir(parents=True, exist_ok=True)  # fail before the work, not after
+    try:
+        return _explain_into(args, out)
+    except BaseException:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a failed run leaves no empty folder behind
+        raise
+
+
+def _explain_into(args, out: Path) -> int:
+    from ..io import TABLES, read_array, read_input, read_table
     from ..layout import infer_layout
 
     model = load_model(args)
-    Path(args.out).mkdir(parents=True, exist_ok=True)  # fail before the work, not after
     spec = model.input_spec(args.input_name)
     defaults = dict(model.preprocessing or {})
     is_array = Path(args.input_file).suffix.lower() in (".npy", ".npz")
@@ -201,10 +219,14 @@ def _explain(args) -> int:
         # The metadata's scale describes the training data's raw range (0..16 for the digits);
         # image files are 8-bit.
         settings["scale"] = settings["scale"] if given["scale"] else 1 / 255
-    x = read_input(
-        args.input_file, spec, key=args.key, layout=layout if layout in ("nchw", "nhwc") else None,
-        resize=numbers(args.resize, "--resize", int, count=2) if args.resize else None, **settings,
-    )
+    feature_names = None
+    if Path(args.input_file).suffix.lower() in TABLES:
+        x, feature_names = read_table(args.input_file, spec, feature_names=model.feature_names)
+    else:
+        x = read_input(
+            args.input_file, spec, key=args.key, layout=layout if layout in ("nchw", "nhwc") else None,
+            resize=numbers(args.resize, "--resize", int, count=2) if args.resize else None, **settings,
+        )
     fixed = {}
     for item in args.fixed:
         name, separator, file = item.partition("=")
@@ -215,7 +237,7 @@ def _explain(args) -> int:
     explainer = build(args.method, model, params, parameter="--param")
     explanation = explainer.explain(
         x,
-        target=target(args.target),
+        target=_class_target(args.target, model.label_names),
         output=int(args.output) if args.output and args.output.isdigit() else args.output,
         input=args.input_name,
         fixed_inputs=fixed or None,
@@ -230,7 +252,9 @@ def _explain(args) -> int:
         print(f"layer {explanation.params['layer']}{how}")
     display = {"layout": layout, **{name: settings[name] or defaults.get(name) for name in ("mean", "std")}}
     explanation = replace(explanation, preprocessing={**defaults, **display})
-    written = _write(explanation, Path(args.out), report=not args.no_report, model=model)
+    if feature_names is not None:
+        explanation = replace(explanation, feature_names=feature_names, preprocessing=None)
+    written = _write(explanation, out, report=not args.no_report, model=model)
     if explanation.target is None:
         labels = ["custom"]
     else:
@@ -238,10 +262,30 @@ def _explain(args) -> int:
     bases = [f"{value:.4g}" for value in explanation.base_values]
     print("\n".join(written))
     print(
-        f"{explanation.method}: {len(explanation)} row(s), target {_listing(labels)}, base value {_listing(bases)}, "
+        f"{explanation.method}: {_count(len(explanation), 'row')}, target {_listing(labels)}, base value {_listing(bases)}, "
         f"{explanation.n_evals} evaluations in {explanation.seconds:.2f} s on {', '.join(explanation.providers)}"
     )
     return 0
+
+
+def _class_target(text: str, label_names):
+    """``--target``: 'predicted', class indices, or class names from the model's metadata."""
+    try:
+        return target(text)
+    except ParameterError:
+        if not label_names:
+            raise
+    names = [item.strip() for item in text.split(",")]
+    unknown = [name for name in names if name not in label_names]
+    if unknown:
+        shown = ", ".join(label_names[:12]) + (", ..." if len(label_names) > 12 else "")
+        raise ParameterError(f"--target: the model has no class {unknown[0]!r}; its classes are {shown}") from None
+    indices = [label_names.index(name) for name in names]
+    return indices[0] if len(indices) == 1 else indices
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _method_params(args) -> dict:
@@ -280,15 +324,28 @@ def _accepted(method: str) -> list[str]:
 
 
 def _write(explanation, out: Path, *, report=False, model=None) -> list[str]:
-    """Save the explanation, a heatmap of its first rows (rows of rank 1 to 3) and the HTML report."""
-    from ..plot import image_grid
+    """Save the explanation, its figures (by kind of rows) and the HTML report."""
+    from ..report.summary import explanation_kind
 
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"wrote {explanation.save(out / 'explanation.npz')}"]
-    rank = explanation.values.ndim - 1
-    if not 1 <= rank <= 3:
+    kind = explanation_kind(explanation)
+    if explanation.values.shape[1:] != explanation.data.shape[1:]:
+        lines.append(f"no figure: the values, shape {explanation.values.shape[1:]}, are not shaped like the rows")
+    elif kind == "tabular":
+        lines += _tabular_figures(explanation, out)
+    elif kind == "text":
+        from ..plot import text_html
+
+        shown = min(len(explanation), _MAX_PANELS)
+        page = "".join(f"<p>{text_html(explanation, index)}</p>" for index in range(shown))
+        (out / "tokens.html").write_text(f"<!doctype html><meta charset='utf-8'><body>{page}</body>", encoding="utf-8")
+        lines.append(f"wrote {out / 'tokens.html'}")
+    elif not 1 <= explanation.values.ndim - 1 <= 3:
         lines.append(f"no heatmap: rows of shape {explanation.values.shape[1:]} are not images")
     else:
+        from ..plot import image_grid
+
         shown = min(len(explanation), _MAX_PANELS)
         image_grid(explanation, indices=range(shown)).savefig(out / "heatmap.png", dpi=120)
         more = f" (the first {shown} of {len(explanation)} rows)" if shown < len(explanation) else ""
@@ -297,6 +354,23 @@ def _write(explanation, out: Path, *, report=False, model=None) -> list[str]:
         from ..report.html import write_report
 
         lines.append(f"wrote {write_report(explanation, out / 'report.html', model=model)}")
+    return lines
+
+
+def _tabular_figures(explanation, out: Path) -> list[str]:
+    """bar.png and waterfall.png of the first row; beeswarm.png over the rows of one target."""
+    from ..plot import bar, beeswarm, waterfall
+
+    lines = []
+    for name, draw in (("bar", bar), ("waterfall", waterfall)):
+        draw(explanation, 0).figure.savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
+        lines.append(f"wrote {out / f'{name}.png'} (row 0)")
+    if len(explanation) > 1:
+        try:
+            beeswarm(explanation).figure.savefig(out / "beeswarm.png", dpi=120, bbox_inches="tight")
+            lines.append(f"wrote {out / 'beeswarm.png'}")
+        except ParameterError as error:  # rows of several targets: a beeswarm explains one
+            lines.append(f"no beeswarm: {error}")
     return lines
 
 

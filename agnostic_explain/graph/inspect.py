@@ -75,13 +75,15 @@ class LayerTable(NamedRows):
                    if info.kind == "initializer" and info.shape is not None)
 
     def __str__(self) -> str:
-        rows = [("#", "name", "op", "inputs", "outputs", "params")]
+        # "output tensor" holds the names that split(at=), layer= and --highlight take
+        rows = [("#", "node", "op", "inputs", "output tensor", "outputs", "params")]
         for layer in self.layers:
             rows.append((
                 str(layer.index),
                 layer.name,
                 layer.op_type,
                 " ".join(format_shape(shape) for shape in layer.input_shapes),
+                " ".join(layer.outputs),
                 " ".join(format_shape(shape) for shape in layer.output_shapes),
                 f"{layer.n_params:,}" if layer.n_params else "",
             ))

@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..errors import InputShapeError, ParameterError, require
+from ..errors import InputShapeError, require
+from ..io import pick_columns
 from .pieces import InMemory, Piece, ReadSettings, Source
 
 __all__ = ["frame_rows", "table_files", "with_columns"]
@@ -67,14 +68,7 @@ def table_files(tables, settings: ReadSettings, feature_names) -> tuple[Source, 
 
 def choose_columns(names, settings: ReadSettings, feature_names) -> tuple:
     """The columns asked for, else the model's feature names when the table has them all, else every column."""
-    if settings.columns is not None:
-        missing = [name for name in settings.columns if name not in names]
-        if missing:
-            raise ParameterError(f"columns: the table has no columns {missing}; it has {list(names)}")
-        return tuple(settings.columns)
-    if feature_names and all(name in names for name in feature_names):
-        return tuple(feature_names)
-    return tuple(names)
+    return pick_columns(names, settings.columns, feature_names)
 
 
 def with_columns(settings: ReadSettings, columns) -> ReadSettings:
