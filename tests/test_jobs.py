@@ -320,3 +320,27 @@ def test_bad_arguments_name_the_parameter(kwargs, match, digits, tmp_path):
     with pytest.raises(ParameterError, match=match):
         jobs.explain_dataset(DEFAULT_MODEL_PATH, **arguments)
 
+
+
+def test_results_become_an_explanation_that_plots_take(tmp_path):
+    """A job keeps attributions only; with the data set beside them every plot takes the results."""
+    from agnostic_explain.data import load_samples
+    from agnostic_explain.plot import beeswarm, image_grid
+
+    images, _ = load_samples()
+    jobs.explain_dataset(DEFAULT_MODEL_PATH, images, {"method": "occlusion", "params": {"window": [1, 2, 2]}},
+                         out=tmp_path / "images", chunk_size=4, progress=False, random_state=0)
+    results = jobs.load_results(tmp_path / "images")
+    explanation = results.explanation(images)
+    direct = ae.Occlusion(DEFAULT_MODEL_PATH, window=(1, 2, 2)).explain(images)
+    np.testing.assert_allclose(explanation.values, direct.values, rtol=1e-5, atol=1e-6)
+    assert explanation.method == "occlusion" and len(explanation) == 10
+    image_grid(explanation, indices=range(3))
+    with pytest.raises(ae.errors.ParameterError, match="rows of shape"):
+        results.explanation(images[:, 0])
+
+    rows = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
+    linear = build_linear()
+    jobs.explain_dataset(linear.proto, rows, {"method": "occlusion", "params": {"window": [1]}, "target": 1},
+                         out=tmp_path / "rows", chunk_size=5, progress=False, random_state=0)
+    beeswarm(jobs.load_results(tmp_path / "rows").explanation(rows))

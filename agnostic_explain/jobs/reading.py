@@ -69,7 +69,9 @@ def _read_table_chunk(data: bytes, output: dict) -> dict:
         table = pq.read_table(pa.BufferReader(data))
     except pa.ArrowException as error:
         raise ValueError(str(error)) from error
-    names = output["feature_names"]
+    # a table without feature names was written with columns x0, x1, ... (see write_chunk)
+    names = output.get("feature_names") or [name for name in table.column_names
+                                            if name not in ("index", "key", "base_value", "target")]
     target = table.column("target").to_pylist() if "target" in table.column_names else None
     return {
         "values": np.column_stack([table.column(name).to_numpy() for name in names]),

@@ -281,6 +281,42 @@ class JobResults:
     def complete(self) -> bool:
         return bool(self.manifest.get("complete"))
 
+    def explanation(self, data):
+        """The results as an :class:`~agnostic_explain.Explanation`, which every plot takes.
+
+        Parameters
+        ----------
+        data : array_like
+            The explained rows, batch first: the whole data set in its order (the rows at
+            ``index`` are taken), or exactly the ``len(self)`` rows explained. Plots need the
+            inputs beside their attributions, and a job keeps only the attributions.
+
+        Returns
+        -------
+        Explanation
+        """
+        from ..explanation import Explanation
+
+        rows = np.asarray(data)
+        if rows.ndim == 0 or rows.shape[1:] != self.values.shape[1:]:
+            raise ParameterError(
+                f"data: expected rows of shape {self.values.shape[1:]} like the attributions, got an array of shape "
+                f"{rows.shape}"
+            )
+        if len(rows) != len(self):
+            if len(self) and int(self.index.max()) >= len(rows):
+                raise ParameterError(
+                    f"data: {len(rows)} rows, but the results hold {len(self)} rows up to slot {int(self.index.max())}; "
+                    "pass the whole data set, or the explained rows only"
+                )
+            rows = rows[self.index]
+        explainer = self.manifest.get("spec", {}).get("explainer", {})
+        return Explanation(
+            values=self.values, base_values=self.base_values, data=rows, target=self.target,
+            method=str(explainer.get("method", "job")), params=dict(explainer.get("params") or {}),
+            feature_names=self.feature_names, extras={"keys": self.keys, "index": self.index},
+        )
+
     def table(self):
         """The tabular results as one pyarrow Table: index, key, base_value, target and one column per feature."""
         pa = require("pyarrow", "agnostic-explain[data]")
