@@ -294,3 +294,16 @@ def test_chromium_sees_the_report_whole_with_no_console_errors_and_no_requests(t
     assert console == [] and requested == []
     assert "<title>Two digits</title>" in dom
     assert PNG_URI.findall(dom) == PNG_URI.findall(page) and len(PNG_URI.findall(dom)) == 2
+
+
+def test_report_draws_one_beeswarm_per_predicted_class(tmp_path, tabular):
+    model, _, _, _ = tabular
+    x = np.random.default_rng(4).normal(size=(30, len(FEATURES))).astype(np.float32)
+    explanation = ae.Occlusion(model, window=(1,)).explain(x)  # target="predicted": mixed classes
+    counts = np.bincount(explanation.target, minlength=3)
+    assert (counts > 0).sum() > 1
+    page = write_report(explanation, tmp_path / "mixed.html", max_rows=1).read_text(encoding="utf-8")
+    swarms = re.findall(r'alt="occlusion: attributions over (\d+) rows, class &#x27;(\w+)&#x27;"', page)
+    drawn = sorted(((int(k), name) for k, name in swarms), reverse=True)
+    assert drawn == sorted(((int(n), c) for n, c in zip(counts, ("cat", "dog", "eel")) if n > 4), reverse=True)
+    assert len(pngs(page)) == len(drawn) + 2  # the beeswarms, then a bar chart and a waterfall for row 0

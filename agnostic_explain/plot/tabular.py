@@ -153,7 +153,7 @@ def waterfall(explanation, index=0, *, ax=None, max_features=10):
     return ax
 
 
-def beeswarm(explanation, *, ax=None, max_features=20):
+def beeswarm(explanation, *, ax=None, max_features=20, target=None):
     """SHAP's summary plot: every row's attribution of each feature, coloured by its value.
 
     One line per feature, ordered by mean ``|attribution|`` over the rows (the strongest at
@@ -161,6 +161,11 @@ def beeswarm(explanation, *, ax=None, max_features=20):
     (a deterministic, seeded layout), coloured from blue (the feature's lowest value over the
     rows) to red (its highest). Features beyond ``max_features`` are summed per row into one
     gray "N other features" line at the bottom.
+
+    A beeswarm explains one target: attributions towards different classes do not share a
+    scale or a meaning. The title names it. Rows explained for different targets (as
+    ``target="predicted"`` gives over rows of mixed classes) are refused unless ``target``
+    picks the rows of one of them.
 
     Parameters
     ----------
@@ -170,11 +175,19 @@ def beeswarm(explanation, *, ax=None, max_features=20):
         Where to draw; by default on a new headless Figure.
     max_features : int
         Features drawn one by one.
+    target : int, str or tuple, optional
+        Draw only the rows explained for this target: a class index, a class name, or a
+        tuple for a multi-index target. Needed when the rows' targets differ.
 
     Returns
     -------
     matplotlib.axes.Axes
         One scatter collection per line, top to bottom, in ``ax.collections``.
+
+    Raises
+    ------
+    ParameterError
+        The rows explain several targets and ``target`` is None, or no row explains ``target``.
 
     Examples
     --------
@@ -191,6 +204,7 @@ def beeswarm(explanation, *, ax=None, max_features=20):
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
+    explanation, described = one_target(explanation, target)
     values, data = _matrix(explanation.values, "values"), _matrix(explanation.data, "data")
     names = _names(explanation, values.shape[1])
     shown, _, n_other = _top(np.abs(values).mean(axis=0), _count(max_features, "max_features"))
@@ -215,7 +229,7 @@ def beeswarm(explanation, *, ax=None, max_features=20):
     ax.set_yticks(rows, [name for _, _, name in lines])
     ax.set_ylim(-0.6, len(lines) - 0.4)
     ax.set_xlabel(f"attribution ({explanation.method})")
-    ax.set_title(_swarm_title(explanation), fontsize="medium")
+    ax.set_title(f"{explanation.method} over {described}", fontsize="medium")
     colorbar = ax.figure.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap), ax=ax, aspect=30, pad=0.02)
     colorbar.set_ticks([0.0, 1.0], labels=["low", "high"])
     colorbar.set_label("feature value (low..high)")
@@ -374,7 +388,65 @@ def _swarm(x: np.ndarray, rng: np.random.Generator, width: float = 0.4, n_bins: 
     return offset * (width / max(1.0, float(np.abs(offset).max())))
 
 
-def _swarm_title(explanation) -> str:
-    names = explanation.target_names
-    target = f", {names[0]}" if names and len(set(names)) == 1 else ""
-    return f"{explanation.method} over {len(explanation)} rows{target}"
+def target_groups(explanation) -> dict:
+    """The rows of each target, in order of first appearance: {key: row indices}; key None for a custom target.
+
+    A key is a class index (int) or a tuple of indices (a multi-index target).
+    """
+    if explanation.target is None:
+        return {None: np.arange(len(explanation))}
+    groups: dict = {}
+    for row, value in enumerate(np.asarray(explanation.target)):
+        key = int(value) if np.ndim(value) == 0 else tuple(int(v) for v in np.ravel(value))
+        groups.setdefault(key, []).append(row)
+    return {key: np.asarray(rows) for key, rows in groups.items()}
+
+
+def target_label(explanation, key) -> str:
+    """A target as titles name it: "class 'malignant'", "class 2", "target (0, 3)" or "a custom target"."""
+    if key is None:
+        return "a custom target"
+    names = explanation.label_names
+    if isinstance(key, int):
+        return f"class '{names[key]}'" if names is not None and 0 <= key < len(names) else f"class {key}"
+    return f"target {key}"
+
+
+def one_target(explanation, target=None):
+    """The rows of one target and "N rows, class ..." for a title; refuses a mix when ``target`` is None."""
+    groups = target_groups(explanation)
+    if target is None:
+        if len(groups) > 1:
+            counts = ", ".join(f"{len(rows)} for {target_label(explanation, key)}" for key, rows in groups.items())
+            first = next(iter(groups))
+            named = (f" or target={explanation.label_names[first]!r}" if isinstance(first, int) and explanation.label_names
+                     and 0 <= first < len(explanation.label_names) else "")
+            raise ParameterError(
+                f"target=None: these {len(explanation)} rows explain {len(groups)} different targets (rows: {counts}), "
+                "as target='predicted' gives over rows of mixed classes, and a beeswarm explains one target. "
+                f"Pass one of them (e.g. target={first!r}{named}) to draw its rows, or explain every row for one "
+                "class (explain(x, target=k))"
+            )
+        key = next(iter(groups))
+        return explanation, f"{len(explanation)} rows, {target_label(explanation, key)}"
+    key = _target_key(explanation, target)
+    if key not in groups:
+        known = ", ".join(repr(k) for k in groups)
+        raise ParameterError(f"target={target!r}: no row explains it; the rows explain {known}")
+    rows = groups[key]
+    if len(rows) == len(explanation):
+        return explanation, f"{len(rows)} rows, {target_label(explanation, key)}"
+    return explanation[rows], f"{len(rows)} of {len(explanation)} rows, {target_label(explanation, key)}"
+
+
+def _target_key(explanation, target):
+    if isinstance(target, str):
+        names = [str(name) for name in (explanation.label_names or ())]
+        if target not in names:
+            raise ParameterError(f"target={target!r} is not a class name; expected one of {names} or a class index")
+        return names.index(target)
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        return int(target)
+    if isinstance(target, tuple) and all(isinstance(v, (int, np.integer)) for v in target):
+        return tuple(int(v) for v in target)
+    raise ParameterError(f"target must be a class index, a class name, a tuple of indices or None, got {target!r}")
