@@ -281,7 +281,7 @@ def _accepted(method: str) -> list[str]:
 
 def _write(explanation, out: Path, *, report=False, model=None) -> list[str]:
     """Save the explanation, a heatmap of its first rows (rows of rank 1 to 3) and the HTML report."""
-    from ..plot import image_grid
+    from ..plot.image import TOP_K, image_grid
 
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"wrote {explanation.save(out / 'explanation.npz')}"]
@@ -290,7 +290,7 @@ def _write(explanation, out: Path, *, report=False, model=None) -> list[str]:
         lines.append(f"no heatmap: rows of shape {explanation.values.shape[1:]} are not images")
     else:
         shown = min(len(explanation), _MAX_PANELS)
-        image_grid(explanation, indices=range(shown)).savefig(out / "heatmap.png", dpi=120)
+        image_grid(explanation, indices=range(shown), top_k=TOP_K).savefig(out / "heatmap.png", dpi=120)
         more = f" (the first {shown} of {len(explanation)} rows)" if shown < len(explanation) else ""
         lines.append(f"wrote {out / 'heatmap.png'}{more}")
     if report:

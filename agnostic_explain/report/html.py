@@ -202,13 +202,15 @@ def _beeswarms(item, name: str) -> str:
 
 def _row_plots(kind: str, group: list, names: list[str], index: int) -> str:
     if kind == "image":
+        from ..plot.image import TOP_K  # the outline the CLI's heatmap.png draws too
+
         if len(group) > 1:
             from ..plot.compare import compare
 
-            return _img(compare(group, index, names=names, top_k=10), f"row {index}: {', '.join(names)}")
+            return _img(compare(group, index, names=names, top_k=TOP_K), f"row {index}: {', '.join(names)}")
         from ..plot.image import image_overlay
 
-        return _img(image_overlay(group[0], index, top_k=10), f"row {index}: {names[0]} attribution")
+        return _img(image_overlay(group[0], index, top_k=TOP_K), f"row {index}: {names[0]} attribution")
     if kind == "tabular":
         if index >= _PLOTTED_TABULAR_ROWS:
             return ""
