@@ -381,3 +381,10 @@ def test_compare_gives_each_method_its_own_kind_of_scale(digit_explanations):
         heat = explanation.values[1].sum(axis=0)
         np.testing.assert_allclose(ax.images[-1].get_clim(), (heat.min(), heat.max()), rtol=1e-6)
     assert "top 10% positive attribution / top 10% saliency" in figure.get_suptitle()
+
+
+def test_unsigned_saliency_keeps_its_own_range():
+    heat = 0.5 + 0.01 * np.arange(16, dtype=float).reshape(1, 1, 4, 4)
+    ax = image_overlay(_explanation(heat, np.zeros_like(heat), method="rise"), signed=False)
+    np.testing.assert_allclose(ax.images[-1].get_clim(), (0.5, 0.65), rtol=1e-6)
+    assert ax.figure.axes[-1].get_ylabel() == "|saliency|"

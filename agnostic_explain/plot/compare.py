@@ -30,8 +30,11 @@ def compare(explanations, index=0, *, names=None, ncols=None, signed=True, share
     signed, alpha, cmap, colorbar, top_k, preprocessing
         As for :func:`~agnostic_explain.plot.image_overlay`.
     shared_scale : bool
-        One colour scale and colorbar for all overlays (meaningful only when the values have
-        the same units, e.g. one method at several settings); by default each overlay has its own.
+        One colour scale and colorbar for all overlays, chosen by the rule of
+        :mod:`~agnostic_explain.plot.scale` over all their values (meaningful only when the
+        values have the same units, e.g. one method at several settings); by default each
+        overlay has its own, so that saliency (RISE, CAMs) spans its own range beside signed
+        attributions centred on zero.
 
     Returns
     -------

@@ -3,7 +3,7 @@
 One rule for every figure that draws an attribution map (overlays, grids, comparisons, the
 report), so that the same map reads the same everywhere:
 
-- ``signed=False``: ``|attribution|``, sequential;
+- ``signed=False``: ``|attribution|``, sequential (from zero, or over its own range as below);
 - a saliency method (RISE, Score-CAM, Ablation-CAM, Grad-CAM): sequential over the map's own
   range, min to max, as pytorch-grad-cam and the RISE paper show it. These maps are
   non-negative scores with no meaningful zero (RISE's saliency carries a large common offset,
@@ -75,10 +75,11 @@ def colour_scale(heats, *, method=None, signed=True, cmap=None) -> ColourScale:
     values = values[np.isfinite(values)]
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     methods = [method] if method is None or isinstance(method, str) else list(method)
+    saliency = bool(methods) and all(name in SALIENCY_METHODS for name in methods)
+    if saliency:
+        return _sequential(low, high, cmap, "saliency" if signed else "|saliency|", from_zero=False)
     if not signed:
         return _sequential(low, high, cmap, "|attribution|", from_zero=not _offset(low, high))
-    if methods and all(name in SALIENCY_METHODS for name in methods):
-        return _sequential(low, high, cmap, "saliency", from_zero=False)
     if low < 0.0 < high:
         limit = max(-low, high)
         return ColourScale(-limit, limit, cmap or "RdBu_r", "attribution (signed)", True, "both")
