@@ -184,7 +184,8 @@ def _group_section(number: int, group: list, max_rows: int) -> str:
 
 def _beeswarms(item, name: str) -> str:
     """A beeswarm per explained target (one explains one target), the most frequent first."""
-    from ..plot.tabular import beeswarm, target_groups, target_label
+    from ..plot.tabular import beeswarm
+    from ..plot.targets import target_groups, target_label
 
     groups = sorted(target_groups(item).items(), key=lambda pair: -len(pair[1]))
     drawn = [(key, rows) for key, rows in groups if len(rows) > _PLOTTED_TABULAR_ROWS][:_BEESWARMS]

@@ -159,9 +159,9 @@ def _saliency_sentences(row, heat: np.ndarray) -> list[str]:
     best = max(range(4), key=lambda q: shares[q])
     place = ("the central quarter of the image" if centre >= shares[best] else f"the {_QUADRANTS[best]} quarter")
     share = max(centre, shares[best])
-    return [f"The saliency ranges from {format_value(float(heat.min()))} to {format_value(float(heat.max()))}; "
-            f"{_percent(share)} of its highest 10% of pixels ({k} of {n}) lie in {place}.",
-            f"{row.method} saliency ranks the pixels: its values are not a split of the score and are not summed here."]
+    where = (f"The saliency ranges from {format_value(float(heat.min()))} to {format_value(float(heat.max()))}; "
+             f"{_percent(share)} of its highest 10% of pixels ({k} of {n}) lie in {place}.")
+    return [where, f"{row.method} saliency ranks the pixels: its values are not a split of the score and are not summed here."]
 
 
 def quadrant_shares(positive: np.ndarray) -> list[float]:
