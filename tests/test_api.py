@@ -28,6 +28,7 @@ DOCTESTED = [
     "agnostic_explain.tables",
     "agnostic_explain.plot.image",
     "agnostic_explain.plot.compare",
+    "agnostic_explain.plot.scale",
     "agnostic_explain.plot.tabular",
     "agnostic_explain.plot.text",
     "agnostic_explain.metrics.scoring",

@@ -211,6 +211,22 @@ def test_demo_writes_its_files(capsys, tmp_path):
     assert all(html.escape(summarize_explanation(saved, row)) in page for row in range(4))
 
 
+def test_heatmap_png_draws_what_the_report_draws(capsys, tmp_path, digit_npy):
+    """heatmap.png is the grid of the report's overlays: the same top-k outline and colour scale."""
+    import io
+
+    from agnostic_explain.plot.image import TOP_K, image_grid
+
+    assert run_cli(capsys, "explain", MODEL, digit_npy, "--out", tmp_path)[0] == 0
+    explanation = Explanation.load(tmp_path / "explanation.npz")
+    expected = io.BytesIO()
+    figure = image_grid(explanation, top_k=TOP_K)
+    figure.savefig(expected, format="png", dpi=120)
+    with Image.open(tmp_path / "heatmap.png") as written, Image.open(expected) as drawn:
+        np.testing.assert_array_equal(np.asarray(written), np.asarray(drawn))
+    assert "outline: top 10% positive" in figure.axes[0].get_title()
+
+
 # -- errors ------------------------------------------------------------------------------
 def _bad_shape(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((1, 1, 7, 7), dtype=np.float32))

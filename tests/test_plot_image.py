@@ -306,3 +306,85 @@ def test_compare_shows_the_input_un_normalised():
     drawn = [ax for ax in compare([first, second]).axes if ax.images]
     np.testing.assert_allclose(drawn[0].images[0].get_array(), image, rtol=1e-5)
     assert drawn[1].images[-1].get_cmap().name == "RdBu_r" and drawn[2].images[-1].get_cmap().name == "Reds"
+
+
+# -- colour scales: signed maps centred, saliency and offset maps over their own range ----------------
+def _colorbar_labels(figure) -> list[str]:
+    return [ax.get_ylabel() for ax in figure.axes if not ax.images and ax.get_ylabel()]
+
+
+def test_a_rise_map_with_a_common_offset_is_drawn_over_its_own_range():
+    # RISE's saliency: all positive, a large common offset (the mean masked score) and a small spread
+    heat = 0.5 + 0.01 * np.random.default_rng(7).normal(size=(1, 1, 8, 8))
+    ax = image_overlay(_explanation(heat, np.zeros_like(heat), method="rise"))
+    overlay = ax.images[-1]
+    assert overlay.get_cmap().name == "Reds"
+    np.testing.assert_allclose(overlay.get_clim(), (heat.min(), heat.max()), rtol=1e-6)
+    assert ax.figure.axes[-1].get_ylabel() == "saliency"
+    # the image shows through at the map's minimum, the colour is strongest at its maximum
+    opacity = overlay.get_alpha()
+    assert opacity[np.unravel_index(heat[0, 0].argmin(), (8, 8))] == 0
+    assert np.isclose(opacity[np.unravel_index(heat[0, 0].argmax(), (8, 8))], 0.6)
+
+
+@pytest.mark.parametrize("method", ["score_cam", "ablation_cam"])
+def test_cam_maps_are_saliency_over_their_own_range(method):
+    heat = np.random.default_rng(8).uniform(2.0, 3.0, size=(1, 1, 6, 6))
+    ax = image_overlay(_explanation(heat, np.zeros_like(heat), method=method), top_k=10)
+    np.testing.assert_allclose(ax.images[-1].get_clim(), (heat.min(), heat.max()), rtol=1e-6)
+    assert ax.figure.axes[-1].get_ylabel() == "saliency" and "top 10% saliency" in ax.get_title()
+
+
+def test_saliency_outline_holds_the_highest_values_whatever_their_sign():
+    heat = -np.arange(36, dtype=float).reshape(1, 1, 6, 6)  # RISE of a negative logit: all below zero
+    ax = image_overlay(_explanation(heat, np.zeros_like(heat), method="rise"), top_k=10)
+    inside = _centres_inside(_outline(ax), (6, 6))
+    assert inside.sum() == 4 and inside[0, :4].all()
+
+
+def test_an_offset_map_of_an_unknown_method_is_drawn_over_its_own_range():
+    heat = 30.0 + np.arange(16, dtype=float).reshape(1, 1, 4, 4)  # 30 .. 45: the offset dwarfs the spread
+    ax = image_overlay(_explanation(heat, np.zeros_like(heat)))
+    assert ax.images[-1].get_clim() == (30.0, 45.0) and ax.images[-1].get_cmap().name == "Reds"
+    assert ax.figure.axes[-1].get_ylabel() == "attribution (one sign, own range)"
+
+
+def test_a_negative_map_is_sequential_towards_zero():
+    heat = -1.0 - np.arange(16, dtype=float).reshape(1, 1, 4, 4)
+    ax = image_overlay(_explanation(heat, np.zeros_like(heat)))
+    assert ax.images[-1].get_clim() == (-16.0, 0.0) and ax.images[-1].get_cmap().name == "Blues_r"
+    opacity = ax.images[-1].get_alpha()
+    assert opacity[3, 3] == pytest.approx(0.6) and opacity[0, 0] < opacity[3, 3]
+
+
+def test_a_signed_map_stays_centred_on_zero_and_says_so():
+    heat = np.random.default_rng(9).normal(loc=0.3, size=(1, 1, 8, 8))
+    ax = image_overlay(_explanation(heat, np.zeros_like(heat), method="occlusion"))
+    low, high = ax.images[-1].get_clim()
+    assert low == -high and np.isclose(high, np.abs(heat).max()) and ax.images[-1].get_cmap().name == "RdBu_r"
+    assert ax.figure.axes[-1].get_ylabel() == "attribution (signed)"
+    assert image_overlay(_explanation(heat, np.zeros_like(heat)), signed=False).figure.axes[-1].get_ylabel() == (
+        "|attribution|")
+
+
+def test_every_colorbar_is_labelled(digit_explanations, rgb_occlusion):
+    figures = [image_grid(rgb_occlusion), compare(digit_explanations), compare(digit_explanations, shared_scale=True)]
+    expected = [["attribution (signed)"] * 2, ["attribution (signed)", "saliency", "saliency"], ["attribution (signed)"]]
+    assert [_colorbar_labels(figure) for figure in figures] == expected
+
+
+def test_compare_gives_each_method_its_own_kind_of_scale(digit_explanations):
+    figure = compare(digit_explanations, index=1, top_k=10)
+    drawn = [ax for ax in figure.axes if ax.images][1:]
+    assert [ax.images[-1].get_cmap().name for ax in drawn] == ["RdBu_r", "Reds", "Reds"]
+    for ax, explanation in zip(drawn[1:], digit_explanations[1:]):  # Ablation-CAM and RISE: min to max
+        heat = explanation.values[1].sum(axis=0)
+        np.testing.assert_allclose(ax.images[-1].get_clim(), (heat.min(), heat.max()), rtol=1e-6)
+    assert "top 10% positive attribution / top 10% saliency" in figure.get_suptitle()
+
+
+def test_unsigned_saliency_keeps_its_own_range():
+    heat = 0.5 + 0.01 * np.arange(16, dtype=float).reshape(1, 1, 4, 4)
+    ax = image_overlay(_explanation(heat, np.zeros_like(heat), method="rise"), signed=False)
+    np.testing.assert_allclose(ax.images[-1].get_clim(), (0.5, 0.65), rtol=1e-6)
+    assert ax.figure.axes[-1].get_ylabel() == "|saliency|"

@@ -178,3 +178,26 @@ def test_errors(shap):
             plot(explanation)
     with pytest.raises(ParameterError, match="image_overlay"):
         beeswarm(explanation)
+
+
+def test_beeswarm_title_names_the_class(shap):
+    assert beeswarm(shap).get_title() == "kernel_shap over 40 rows, class 'dog'"
+
+
+def test_beeswarm_over_mixed_predicted_classes_refuses_or_draws_the_chosen_class(case, rows):
+    explanation = ae.FeatureAblation(case.proto).explain(rows)  # target="predicted"
+    classes = explanation.target
+    assert len(set(classes.tolist())) > 1
+    with pytest.raises(ParameterError, match=r"explain \d different targets .*Pass one of them \(e.g. target=\d or target="):
+        beeswarm(explanation)
+    chosen = int(classes[0])
+    mine = np.flatnonzero(classes == chosen)
+    for target in (chosen, CLASSES[chosen]):
+        ax = beeswarm(explanation, target=target, max_features=N_FEATURES)
+        assert ax.get_title() == f"feature_ablation over {len(mine)} of 40 rows, class '{CLASSES[chosen]}'"
+        points = np.concatenate([line.get_offsets()[:, 0] for line in ax.collections])
+        np.testing.assert_allclose(np.sort(points), np.sort(explanation.values[mine].ravel()), rtol=1e-6)
+    with pytest.raises(ParameterError, match="no row explains it"):
+        beeswarm(explanation, target=99)
+    with pytest.raises(ParameterError, match="not a class name"):
+        beeswarm(explanation, target="zebra")

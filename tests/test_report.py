@@ -294,3 +294,50 @@ def test_chromium_sees_the_report_whole_with_no_console_errors_and_no_requests(t
     assert console == [] and requested == []
     assert "<title>Two digits</title>" in dom
     assert PNG_URI.findall(dom) == PNG_URI.findall(page) and len(PNG_URI.findall(dom)) == 2
+
+
+def test_report_draws_one_beeswarm_per_predicted_class(tmp_path, tabular):
+    model, _, _, _ = tabular
+    x = np.random.default_rng(4).normal(size=(30, len(FEATURES))).astype(np.float32)
+    explanation = ae.Occlusion(model, window=(1,)).explain(x)  # target="predicted": mixed classes
+    counts = np.bincount(explanation.target, minlength=3)
+    assert (counts > 0).sum() > 1
+    page = write_report(explanation, tmp_path / "mixed.html", max_rows=1).read_text(encoding="utf-8")
+    swarms = re.findall(r'alt="occlusion: attributions over (\d+) rows, class &#x27;(\w+)&#x27;"', page)
+    drawn = sorted(((int(k), name) for k, name in swarms), reverse=True)
+    assert drawn == sorted(((int(n), c) for n, c in zip(counts, ("cat", "dog", "eel")) if n > 4), reverse=True)
+    assert len(pngs(page)) == len(drawn) + 2  # the beeswarms, then a bar chart and a waterfall for row 0
+
+
+# -- summary: what a sum of attributions means ------------------------------------------------------
+def test_summary_states_no_completeness_for_occlusion():
+    values = np.zeros((4, 4))
+    values[1:3, 1:3] = 300.0  # overlapping windows: the sum dwarfs the score
+    text = summarize_explanation(image_explanation(values, score=28.0, params={"window": [1, 2, 2]}))
+    assert "Positive attributions sum to 1200 and negative ones to 0; occlusion does not split the score into " \
+           "attributions, so these sums need not add up to it." in text
+    assert "add up to the score" not in text
+
+
+@pytest.mark.parametrize("method", ["rise", "score_cam", "ablation_cam"])
+def test_summary_of_a_saliency_map_gives_no_sums(method):
+    values = 0.5 + 0.01 * np.arange(16, dtype=float).reshape(4, 4)  # RISE-like: a common offset
+    text = summarize_explanation(image_explanation(values, method=method, params={}))
+    assert "sum to" not in text and "positive attribution" not in text
+    assert "The saliency ranges from 0.5 to 0.65; 100% of its highest 10% of pixels (2 of 16) lie in the lower-right " \
+           "quarter." in text
+    assert f"{method} saliency ranks the pixels: its values are not a split of the score" in text
+
+
+def test_summary_states_completeness_where_the_numbers_show_it():
+    # KernelSHAP over 2x2 patches: every pixel carries its patch's value; the 4 patch values add up
+    group_values = np.array([[0.5, -0.1, 0.2, 0.1]])
+    mask = ae.masks.grid((4, 4), 2)
+    values = group_values[0][mask]
+    extras = {"expected_value": np.array([0.1]), "group_values": group_values, "feature_mask": mask[None]}
+    text = summarize_explanation(image_explanation(values, score=0.8, method="kernel_shap", params={}, extras=extras))
+    assert ("From the expected value 0.1 over the background, the attributions of the 4 feature groups (sum +0.7) "
+            "add up to the score 0.8.") in text
+    assert "need not add up" not in text
+    off = image_explanation(values, score=0.9, method="kernel_shap", params={}, extras=extras)
+    assert "add up to the score" not in summarize_explanation(off)  # never claimed when the numbers disagree

@@ -344,10 +344,10 @@ def _write(explanation, out: Path, *, report=False, model=None) -> list[str]:
     elif not 1 <= explanation.values.ndim - 1 <= 3:
         lines.append(f"no heatmap: rows of shape {explanation.values.shape[1:]} are not images")
     else:
-        from ..plot import image_grid
+        from ..plot.image import TOP_K, image_grid
 
         shown = min(len(explanation), _MAX_PANELS)
-        image_grid(explanation, indices=range(shown)).savefig(out / "heatmap.png", dpi=120)
+        image_grid(explanation, indices=range(shown), top_k=TOP_K).savefig(out / "heatmap.png", dpi=120)
         more = f" (the first {shown} of {len(explanation)} rows)" if shown < len(explanation) else ""
         lines.append(f"wrote {out / 'heatmap.png'}{more}")
     if report:

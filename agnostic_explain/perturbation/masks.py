@@ -37,13 +37,28 @@ def grid(shape: tuple[int, int], cells: int | tuple[int, int]) -> np.ndarray:
            [2, 2, 3, 3],
            [2, 2, 3, 3]])
     """
-    height, width = shape
-    cell_h, cell_w = (cells, cells) if np.isscalar(cells) else cells
-    if cell_h < 1 or cell_w < 1:
-        raise ParameterError(f"cells must be >= 1, got {cells!r}")
+    height, width = _sizes(shape, "shape", "(height, width) of positive ints", minimum=1)
+    cell_h, cell_w = _sizes((cells, cells) if _is_int(cells) else cells, "cells",
+                            "an int or (int, int) patch size >= 1", minimum=1, given=cells)
     rows = np.arange(height) // cell_h
     cols = np.arange(width) // cell_w
     return (rows[:, None] * (cols.max() + 1) + cols[None, :]).astype(np.int64)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _sizes(value, name: str, expected: str, *, minimum: int, rank: int = 2, given=None) -> tuple[int, ...]:
+    """``value`` as a tuple of ``rank`` ints >= ``minimum``, or a ParameterError naming it and what was expected."""
+    given = value if given is None else given
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = None
+    if items is None or len(items) != rank or not all(_is_int(item) and item >= minimum for item in items):
+        raise ParameterError(f"{name} must be {expected}, got {given!r}")
+    return tuple(int(item) for item in items)
 
 
 def superpixels(image: np.ndarray, method: str = "quickshift", *, channel_axis: int = -1, **params) -> np.ndarray:
@@ -74,6 +89,8 @@ def superpixels(image: np.ndarray, method: str = "quickshift", *, channel_axis: 
         ) from error
     image = np.asarray(image, dtype=np.float64)
     if image.ndim == 3:
+        if not _is_int(channel_axis) or not -3 <= channel_axis < 3:
+            raise ParameterError(f"channel_axis must be an axis of the 3-D image (-3 .. 2), got {channel_axis!r}")
         image = np.moveaxis(image, channel_axis, -1)
     elif image.ndim != 2:
         raise ParameterError(f"image must be 2-D or 3-D, got shape {image.shape}")
@@ -113,10 +130,16 @@ def column_groups(n_features: int, groups) -> np.ndarray:
     >>> column_groups(5, [[0, 1], [3, 4]])
     array([0, 0, 2, 1, 1])
     """
+    if not _is_int(n_features) or n_features < 0:
+        raise ParameterError(f"n_features must be an int >= 0, got {n_features!r}")
     members = list(groups.values()) if isinstance(groups, dict) else list(groups)
     mask = np.full(n_features, -1, dtype=np.int64)
     for group, columns in enumerate(members):
+        if isinstance(columns, (str, bytes)) or not np.iterable(columns):
+            raise ParameterError(f"groups: group {group} must be a sequence of column indices, got {columns!r}")
         for column in columns:
+            if not _is_int(column):
+                raise ParameterError(f"groups: column {column!r} in group {group} must be an int index")
             if not 0 <= column < n_features:
                 raise ParameterError(f"groups: column {column} is out of range for {n_features} features")
             if mask[column] != -1:
@@ -134,6 +157,8 @@ def token_positions(length: int, *, words: np.ndarray | None = None) -> np.ndarr
     -------
     ndarray of shape (length,), dtype int64
     """
+    if not _is_int(length) or length < 0:
+        raise ParameterError(f"length must be an int >= 0, got {length!r}")
     if words is None:
         return np.arange(length, dtype=np.int64)
     words = np.asarray(words)
@@ -149,6 +174,12 @@ def one_per_element(row_shape: tuple) -> np.ndarray:
     >>> one_per_element((2, 3)).tolist()
     [[0, 1, 2], [3, 4, 5]]
     """
+    try:
+        sizes = tuple(row_shape)
+    except TypeError:
+        sizes = None
+    if sizes is None or not all(_is_int(size) and size >= 0 for size in sizes):
+        raise ParameterError(f"row_shape must be a tuple of ints >= 0, got {row_shape!r}")
     return np.arange(int(np.prod(row_shape)), dtype=np.int64).reshape(row_shape)
 
 
@@ -167,6 +198,8 @@ def validate(mask, row_shape: tuple, *, parameter: str = "feature_mask") -> np.n
             f"{parameter} of shape {np.shape(mask)} does not broadcast to one input row {tuple(row_shape)}"
         ) from None
     ids = np.unique(mask)
+    if ids.size == 0:
+        raise ParameterError(f"{parameter}: one input row {tuple(row_shape)} has no elements to group")
     if ids[0] != 0 or ids[-1] != len(ids) - 1:
         raise ParameterError(
             f"{parameter} ids must be 0 .. n_groups - 1 with none missing; got {len(ids)} ids from {ids[0]} to {ids[-1]}"

@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from ..errors import ParameterError
-from .image import draw_overlay, heat_and_picture, heat_limit, heat_map, new_figure, show_picture, target_text
+from .image import draw_overlay, heat_and_picture, heat_map, is_saliency, new_figure, outline_text, show_picture, target_text
+from .scale import SALIENCY_METHODS, colour_scale
 
 __all__ = ["compare"]
 
@@ -29,8 +30,11 @@ def compare(explanations, index=0, *, names=None, ncols=None, signed=True, share
     signed, alpha, cmap, colorbar, top_k, preprocessing
         As for :func:`~agnostic_explain.plot.image_overlay`.
     shared_scale : bool
-        One colour scale and colorbar for all overlays (meaningful only when the values have
-        the same units, e.g. one method at several settings); by default each overlay has its own.
+        One colour scale and colorbar for all overlays, chosen by the rule of
+        :mod:`~agnostic_explain.plot.scale` over all their values (meaningful only when the
+        values have the same units, e.g. one method at several settings); by default each
+        overlay has its own, so that saliency (RISE, CAMs) spans its own range beside signed
+        attributions centred on zero.
 
     Returns
     -------
@@ -64,10 +68,10 @@ def compare(explanations, index=0, *, names=None, ncols=None, signed=True, share
         raise ParameterError(f"ncols must be a positive int or None, got {ncols!r}")
     rows = [explanation[index] for explanation in explanations]
     heats = [heat_map(row, preprocessing) for row in rows]
-    limit = diverging = None
+    scale = None
     if shared_scale:  # one colormap and range, so that the one colorbar reads every panel
-        limit = max(heat_limit(heat) for heat in heats)
-        diverging = signed and any(heat.min() < 0 for heat in heats)
+        scale = colour_scale([heat if signed else np.abs(heat) for heat in heats],
+                             method=[row.method for row in rows], signed=signed, cmap=cmap)
 
     panels = len(explanations) + 1
     ncols = min(ncols, panels)
@@ -82,14 +86,18 @@ def compare(explanations, index=0, *, names=None, ncols=None, signed=True, share
     for ax, row, name, text in zip(axes[1:], rows, names, texts):
         draw_overlay(
             row, 0, ax=ax, signed=signed, alpha=alpha, cmap=cmap, colorbar=colorbar and not shared_scale,
-            title=False, top_k=top_k, preprocessing=preprocessing, limit=limit, diverging=diverging,
+            title=False, top_k=top_k, preprocessing=preprocessing, scale=scale,
         )
         ax.set_title(name if same_target else f"{name}\n{text}", fontsize="medium")
     if colorbar and shared_scale:
-        figure.colorbar(axes[1].images[-1], ax=list(axes[1:panels]), fraction=0.046 / ncols, pad=0.02)
+        figure.colorbar(axes[1].images[-1], ax=list(axes[1:panels]), fraction=0.046 / ncols, pad=0.02,
+                        label=scale.label)
     for ax in axes[[0, *range(panels, len(axes))]]:
         ax.set_axis_off()
-    figure.suptitle(_headline(index, texts[0] if same_target else None, top_k, signed), fontsize="medium")
+    saliency = [is_saliency(scale) if scale else signed and row.method in SALIENCY_METHODS for row in rows]
+    outline = None if top_k is None else " / ".join(
+        dict.fromkeys(outline_text(top_k, signed, each, noun=True) for each in saliency))
+    figure.suptitle(_headline(index, texts[0] if same_target else None, outline), fontsize="medium")
     return figure
 
 
@@ -118,8 +126,8 @@ def _check(explanations, index, names) -> list:
     return names
 
 
-def _headline(index, text, top_k, signed) -> str:
+def _headline(index, text, outline) -> str:
     parts = [f"row {index}"] + ([text] if text else [])
-    if top_k is not None:
-        parts.append(f"outline: top {float(top_k):g}% " + ("positive attribution" if signed else "|attribution|"))
+    if outline is not None:
+        parts.append(f"outline: {outline}")
     return " | ".join(parts)

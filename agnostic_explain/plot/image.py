@@ -9,9 +9,13 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..layout import channel_axis, heat_map
+from .scale import ColourScale, colour_scale
 from .wording import target_text
 
-__all__ = ["image_grid", "image_overlay"]
+__all__ = ["TOP_K", "image_grid", "image_overlay"]
+
+#: the outline the report and the CLI's heatmap.png draw: the top 10% of the map
+TOP_K = 10
 
 _PROBABILITIES = ("softmax", "sigmoid")
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
@@ -48,22 +52,28 @@ def image_overlay(
     ax : matplotlib.axes.Axes, optional
         Where to draw; by default on a new headless Figure (save it with ``ax.figure.savefig``).
     signed : bool
-        True: diverging colormap centred on zero (white), limits symmetric, red positive and
-        blue negative; a map with no negative value (CAM, RISE) uses the sequential colormap
-        from zero instead. False: the absolute value of the channel sum, sequential colormap.
+        True: the colour scale follows the map (:mod:`~agnostic_explain.plot.scale`). Values
+        on both sides of zero get a diverging colormap centred on zero (white), limits
+        symmetric, red positive and blue negative. Saliency maps (RISE, Score-CAM,
+        Ablation-CAM) get a sequential colormap over their own range, min to max; other maps
+        of one sign a sequential one from zero, or over their own range when a common offset
+        dominates them. False: the absolute value of the channel sum, sequential colormap.
     alpha : float
-        Opacity of the heatmap where |value| reaches the colour limit; it fades with the
-        square root of |value| / limit, so the image (in grayscale) shows where values are near zero.
+        Opacity of the heatmap at the strong end of the scale; it fades with the square root
+        of the value's position on the scale (|value| / limit when diverging), so the image
+        (in grayscale) shows where values are near zero, or near the map's minimum.
     cmap : str, optional
-        Colormap; "RdBu_r" when signed, "Reds" otherwise.
+        Colormap; "RdBu_r" when diverging, "Reds" when sequential ("Blues_r" for a negative map).
     colorbar, title : bool
-        Add a colorbar; title the axes with the target's label name and its score at the
+        Add a colorbar, labelled with what it shows ("attribution (signed)", "saliency",
+        "|attribution|" ...); title the axes with the target's label name and its score at the
         input ("p = 0.78" for a softmax or sigmoid output, "logit 9.23" for a class index
         without one, "score ..." for a custom target).
     top_k : float, optional
         A percentage in (0, 100]: outline the region holding the ``top_k`` % highest
-        attributions (positive ones when ``signed``, absolute values otherwise; ties at the
-        threshold included, zeros never).
+        attributions (positive ones when ``signed``, absolute values otherwise, the highest
+        values of a saliency map; ties at the threshold included, zeros never but in a
+        saliency map).
     preprocessing : dict, optional
         ``{"layout": "nchw"|"nhwc", "mean": [...], "std": [...]}``; by default
         ``explanation.preprocessing`` (the model's preprocessing metadata) when present.
@@ -81,6 +91,8 @@ def image_overlay(
     >>> ax = image_overlay(explanation, top_k=10)
     >>> ax.images[-1].get_clim()[0] == -ax.images[-1].get_clim()[1], ax.get_title().startswith("0 (logit")
     (True, True)
+    >>> ax.figure.axes[-1].get_ylabel()
+    'attribution (signed)'
     """
     return draw_overlay(
         explanation, index, ax=ax, signed=signed, alpha=alpha, cmap=cmap, colorbar=colorbar,
@@ -135,10 +147,10 @@ def new_figure(figsize):
 
 
 def draw_overlay(explanation, index, *, ax, signed, alpha, cmap, colorbar, title, top_k, preprocessing,
-                 limit=None, diverging=None):
-    """:func:`image_overlay`, with the colour scale fixed by ``limit`` and ``diverging`` when given.
+                 scale=None):
+    """:func:`image_overlay`, with the colour scale fixed by ``scale`` when given.
 
-    ``compare`` fixes both so that panels sharing one colorbar share one colormap and range.
+    ``compare`` fixes it so that panels sharing one colorbar share one colormap and range.
     """
     top_k = _check_top_k(top_k)
     if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0 <= alpha <= 1:
@@ -151,25 +163,21 @@ def draw_overlay(explanation, index, *, ax, signed, alpha, cmap, colorbar, title
     show_picture(ax, picture if picture.ndim == 2 else picture @ _LUMA)
     if not signed:
         heat = np.abs(heat)
-    limit = float(limit) if limit is not None else heat_limit(heat)
-    if diverging is None:
-        diverging = signed and bool(heat.min() < 0)
-    if diverging:
-        low, cmap = -limit, cmap or "RdBu_r"
-    else:  # one sign (|values|, CAM, RISE): the whole sequential scale, zero still white
-        low, cmap = 0.0, cmap or "Reds"
-    # Opacity grows with |value| (square root, to keep moderate values visible), so that the
-    # image shows through where attributions are near zero instead of under a white veil.
-    opacity = alpha * np.sqrt(np.clip(np.abs(heat) / limit, 0.0, 1.0))
-    overlay = ax.imshow(heat, cmap=cmap, vmin=low, vmax=limit, alpha=opacity, **_grid(heat.shape))
+    if scale is None:
+        scale = colour_scale([heat], method=row.method, signed=signed, cmap=cmap)
+    # Opacity grows with the position on the scale (square root, to keep moderate values
+    # visible), so that the image shows through where attributions are near zero (or a
+    # saliency near its minimum) instead of under a veil of one colour.
+    opacity = alpha * np.sqrt(scale.intensity(heat))
+    overlay = ax.imshow(heat, cmap=scale.cmap, vmin=scale.low, vmax=scale.high, alpha=opacity, **_grid(heat.shape))
     if top_k is not None:
-        outline_top(ax, heat, top_k)
+        outline_top(ax, heat, top_k, positive=not is_saliency(scale))
     if colorbar:
-        ax.figure.colorbar(overlay, ax=ax, fraction=0.046, pad=0.04)
+        ax.figure.colorbar(overlay, ax=ax, fraction=0.046, pad=0.04, label=scale.label)
     if title:
         text = target_text(row)
         if top_k is not None:
-            text += f"\noutline: top {top_k:g}%" + (" positive" if signed else " |attribution|")
+            text += f"\noutline: {outline_text(top_k, signed, is_saliency(scale))}"
         ax.set_title(text, fontsize="medium")
     ax.set_axis_off()
     return ax
@@ -187,9 +195,15 @@ def heat_and_picture(row, preprocessing=None) -> tuple[np.ndarray, np.ndarray]:
     return heat_map(row, preprocessing), picture
 
 
-def heat_limit(heat: np.ndarray) -> float:
-    """The symmetric colour limit of a heatmap: its largest absolute value, 1 when all zero."""
-    return float(np.max(np.abs(heat))) or 1.0
+def is_saliency(scale: ColourScale) -> bool:
+    """Whether a scale draws a saliency map, whose highest values (of any sign) are outlined."""
+    return scale.label == "saliency"
+
+
+def outline_text(top_k: float, signed: bool, saliency: bool, noun: bool = False) -> str:
+    """What the top-k outline holds, as titles write it: "top 10% positive" (+ " attribution" with ``noun``)."""
+    what = "saliency" if saliency else ("positive" + (" attribution" if noun else "") if signed else "|attribution|")
+    return f"top {float(top_k):g}% {what}"
 
 
 def show_picture(ax, picture: np.ndarray):
@@ -199,14 +213,14 @@ def show_picture(ax, picture: np.ndarray):
     return ax.imshow(picture, **_grid(picture.shape))
 
 
-def outline_top(ax, heat: np.ndarray, top_k: float):
-    """Contour around the pixels holding the ``top_k`` % largest positive values of ``heat``.
+def outline_top(ax, heat: np.ndarray, top_k: float, positive: bool = True):
+    """Contour around the pixels holding the ``top_k`` % largest (positive, when ``positive``) values of ``heat``.
 
-    Returns the ContourSet, or None when no value is positive.
+    Returns the ContourSet, or None when no value qualifies.
     """
     import matplotlib.patheffects as effects
 
-    mask = top_mask(heat, top_k)
+    mask = top_mask(heat, top_k, positive)
     if not mask.any():
         return None
     height, width = heat.shape
@@ -226,11 +240,14 @@ def outline_top(ax, heat: np.ndarray, top_k: float):
     return contours
 
 
-def top_mask(heat: np.ndarray, top_k: float) -> np.ndarray:
-    """Boolean mask of the ``top_k`` % largest positive values (ties at the threshold included)."""
+def top_mask(heat: np.ndarray, top_k: float, positive: bool = True) -> np.ndarray:
+    """Boolean mask of the ``top_k`` % largest (positive) values (ties at the threshold included)."""
     flat = np.sort(heat.ravel())[::-1]
     count = max(1, int(round(top_k / 100.0 * flat.size)))
-    return (heat >= flat[count - 1]) & (heat > 0)
+    mask = heat >= flat[count - 1]
+    if positive:
+        return mask & (heat > 0)
+    return mask if flat[0] > flat[-1] else np.zeros_like(mask)  # a flat map has no top
 
 
 def _grid(shape: tuple) -> dict:

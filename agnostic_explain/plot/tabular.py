@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from .image import new_figure, target_text
+from .targets import one_target
 
 __all__ = ["bar", "beeswarm", "waterfall"]
 
@@ -153,7 +154,7 @@ def waterfall(explanation, index=0, *, ax=None, max_features=10):
     return ax
 
 
-def beeswarm(explanation, *, ax=None, max_features=20):
+def beeswarm(explanation, *, ax=None, max_features=20, target=None):
     """SHAP's summary plot: every row's attribution of each feature, coloured by its value.
 
     One line per feature, ordered by mean ``|attribution|`` over the rows (the strongest at
@@ -161,6 +162,11 @@ def beeswarm(explanation, *, ax=None, max_features=20):
     (a deterministic, seeded layout), coloured from blue (the feature's lowest value over the
     rows) to red (its highest). Features beyond ``max_features`` are summed per row into one
     gray "N other features" line at the bottom.
+
+    A beeswarm explains one target: attributions towards different classes do not share a
+    scale or a meaning. The title names it. Rows explained for different targets (as
+    ``target="predicted"`` gives over rows of mixed classes) are refused unless ``target``
+    picks the rows of one of them.
 
     Parameters
     ----------
@@ -170,11 +176,19 @@ def beeswarm(explanation, *, ax=None, max_features=20):
         Where to draw; by default on a new headless Figure.
     max_features : int
         Features drawn one by one.
+    target : int, str or tuple, optional
+        Draw only the rows explained for this target: a class index, a class name, or a
+        tuple for a multi-index target. Needed when the rows' targets differ.
 
     Returns
     -------
     matplotlib.axes.Axes
         One scatter collection per line, top to bottom, in ``ax.collections``.
+
+    Raises
+    ------
+    ParameterError
+        The rows explain several targets and ``target`` is None, or no row explains ``target``.
 
     Examples
     --------
@@ -191,6 +205,7 @@ def beeswarm(explanation, *, ax=None, max_features=20):
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
+    explanation, described = one_target(explanation, target)
     values, data = _matrix(explanation.values, "values"), _matrix(explanation.data, "data")
     names = _names(explanation, values.shape[1])
     shown, _, n_other = _top(np.abs(values).mean(axis=0), _count(max_features, "max_features"))
@@ -215,7 +230,7 @@ def beeswarm(explanation, *, ax=None, max_features=20):
     ax.set_yticks(rows, [name for _, _, name in lines])
     ax.set_ylim(-0.6, len(lines) - 0.4)
     ax.set_xlabel(f"attribution ({explanation.method})")
-    ax.set_title(_swarm_title(explanation), fontsize="medium")
+    ax.set_title(f"{explanation.method} over {described}", fontsize="medium")
     colorbar = ax.figure.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap), ax=ax, aspect=30, pad=0.02)
     colorbar.set_ticks([0.0, 1.0], labels=["low", "high"])
     colorbar.set_label("feature value (low..high)")
@@ -372,9 +387,3 @@ def _swarm(x: np.ndarray, rng: np.random.Generator, width: float = 0.4, n_bins: 
     layer[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
     offset = np.ceil(layer / 2) * np.where(layer % 2 == 1, 1.0, -1.0)
     return offset * (width / max(1.0, float(np.abs(offset).max())))
-
-
-def _swarm_title(explanation) -> str:
-    names = explanation.target_names
-    target = f", {names[0]}" if names and len(set(names)) == 1 else ""
-    return f"{explanation.method} over {len(explanation)} rows{target}"

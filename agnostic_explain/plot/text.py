@@ -134,7 +134,7 @@ def text_figure(explanation, index=0, *, tokens=None, ax=None, fontsize=11.0):
     ax.set_title(f"{explanation.method}: {target_title(explanation, index)}", fontsize="medium")
     colorbar = figure.colorbar(ScalarMappable(norm, cmap), ax=ax, location="bottom", shrink=0.5, aspect=40,
                                pad=0.02)
-    colorbar.set_label("attribution")
+    colorbar.set_label("attribution (signed)")
     figure.draw_without_rendering()  # settle the layout: the text wraps to the axes' final width
     box = ax.get_window_extent()
     widths, line_height = _measure(shown, fontsize, figure.dpi)  # in pixels

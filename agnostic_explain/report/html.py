@@ -23,6 +23,7 @@ from .summary import explanation_kind, summarize_explanation
 __all__ = ["write_report"]
 
 _PLOTTED_TABULAR_ROWS = 4  # bar and waterfall per row up to here; a beeswarm beyond
+_BEESWARMS = 3  # at most this many targets get a beeswarm each
 _SHOWN_NAMES = 6
 _METADATA_CHARS = 160
 # The browser itself refuses scripts and any load but inline styles and data: images, so a
@@ -163,9 +164,7 @@ def _group_section(number: int, group: list, max_rows: int) -> str:
     parts += [f"<div><h3>{_e(name)}</h3>{_card(item)}</div>" for name, item in zip(names, group)]
     parts.append("</div>")
     if kind == "tabular" and rows > _PLOTTED_TABULAR_ROWS:
-        from ..plot.tabular import beeswarm
-
-        parts.append(f"<div class=\"wide\">{_img(beeswarm(group[0]), f'{names[0]}: attributions over all {rows} rows')}</div>")
+        parts.append(_beeswarms(group[0], names[0]))
     for index in range(min(rows, max_rows)):
         plots = _row_plots(kind, group, names, index)
         summaries = "".join(
@@ -183,15 +182,36 @@ def _group_section(number: int, group: list, max_rows: int) -> str:
     return "\n".join(parts)
 
 
+def _beeswarms(item, name: str) -> str:
+    """A beeswarm per explained target (one explains one target), the most frequent first."""
+    from ..plot.tabular import beeswarm
+    from ..plot.targets import target_groups, target_label
+
+    groups = sorted(target_groups(item).items(), key=lambda pair: -len(pair[1]))
+    drawn = [(key, rows) for key, rows in groups if len(rows) > _PLOTTED_TABULAR_ROWS][:_BEESWARMS]
+    parts = []
+    for key, rows in drawn:
+        what = f"all {len(rows)} rows" if key is None else f"{len(rows)} rows, {target_label(item, key)}"
+        figure = beeswarm(item) if key is None else beeswarm(item, target=key)
+        parts.append(f"<div class=\"wide\">{_img(figure, f'{name}: attributions over {what}')}</div>")
+    left = len(groups) - len(drawn)
+    if left:
+        parts.append(f"<p class=\"more\">{left} other target(s) explained for fewer rows or beyond the first "
+                     f"{_BEESWARMS}: no beeswarm (one explains one target).</p>")
+    return "\n".join(parts)
+
+
 def _row_plots(kind: str, group: list, names: list[str], index: int) -> str:
     if kind == "image":
+        from ..plot.image import TOP_K  # the outline the CLI's heatmap.png draws too
+
         if len(group) > 1:
             from ..plot.compare import compare
 
-            return _img(compare(group, index, names=names, top_k=10), f"row {index}: {', '.join(names)}")
+            return _img(compare(group, index, names=names, top_k=TOP_K), f"row {index}: {', '.join(names)}")
         from ..plot.image import image_overlay
 
-        return _img(image_overlay(group[0], index, top_k=10), f"row {index}: {names[0]} attribution")
+        return _img(image_overlay(group[0], index, top_k=TOP_K), f"row {index}: {names[0]} attribution")
     if kind == "tabular":
         if index >= _PLOTTED_TABULAR_ROWS:
             return ""

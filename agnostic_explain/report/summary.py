@@ -15,8 +15,8 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..layout import heat_map
-from ..plot.wording import format_value
-from ..plot.wording import score_text
+from ..plot.scale import SALIENCY_METHODS
+from ..plot.wording import format_value, score_text
 
 __all__ = ["explanation_kind", "summarize_explanation"]
 
@@ -36,6 +36,13 @@ def summarize_explanation(explanation, index=0) -> str:
     largest absolute attributions, their values and signs, and their share of the total.
     Token rows: the tokens with the largest absolute attributions. Layer methods name the
     layer. The last sentence gives the method, the model evaluations and the time.
+
+    What a sum of attributions means depends on the method, and the summary says so.
+    Completeness (the attributions add up to the score minus the expected score over the
+    background) is stated only where the numbers show it: KernelSHAP, Shapley sampling and
+    other methods that record ``extras["expected_value"]``. Saliency maps (RISE, the CAMs)
+    rank pixels and get no sum at all; for other methods (occlusion, feature ablation,
+    LIME) the sums are given with a note that they need not add up to the score.
 
     Parameters
     ----------
@@ -57,7 +64,8 @@ def summarize_explanation(explanation, index=0) -> str:
     >>> print(summarize_explanation(explanation))  # doctest: +NORMALIZE_WHITESPACE
     The model predicts 'cat' (p = 0.80). 100% of the positive attribution lies in the upper-left
     quarter of the image. The strongest 10% of pixels (2 of 16) hold 50% of the positive
-    attribution; an even spread would give 12%. Positive attributions sum to 4 and negative ones to 0.
+    attribution; an even spread would give 12%. Positive attributions sum to 4 and negative ones to 0;
+    occlusion does not split the score into attributions, so these sums need not add up to it.
     Computed with occlusion: 17 model evaluations for 1 row in 0.010 s.
     """
     if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
@@ -80,7 +88,7 @@ def summarize_explanation(explanation, index=0) -> str:
     elif kind == "text":
         sentences += _ranking_sentences(values, _token_labels(row), "tokens", row)
     else:
-        sentences.append(_sign_sentence(values))
+        sentences.append(_sum_sentence(row, values))
     sentences.append(_method_sentence(explanation))
     return " ".join(sentences)
 
@@ -117,8 +125,10 @@ def _image_sentences(row) -> list[str]:
     heat = heat_map(row)  # the (H, W) map the overlay draws
     positive = np.clip(heat, 0.0, None)
     mass = float(positive.sum())
+    if row.method in SALIENCY_METHODS:  # no meaningful zero: rank the pixels, say nothing of signs or sums
+        return _saliency_sentences(row, heat)
     if mass <= 0.0:
-        return ["No pixel has a positive attribution.", _sign_sentence(heat)]
+        return ["No pixel has a positive attribution.", _sum_sentence(row, heat)]
     shares = quadrant_shares(positive)
     centre = centre_share(positive)
     best = max(range(4), key=lambda q: shares[q])  # first of equals: deterministic
@@ -135,7 +145,23 @@ def _image_sentences(row) -> list[str]:
     top = float(np.sort(positive.ravel())[::-1][:k].sum()) / mass
     concentration = (f"The strongest 10% of pixels ({k} of {n}) hold {_percent(top)} of the positive attribution; "
                      f"an even spread would give {_percent(k / n)}.")
-    return [where, concentration, _sign_sentence(heat)]
+    return [where, concentration, _sum_sentence(row, heat)]
+
+
+def _saliency_sentences(row, heat: np.ndarray) -> list[str]:
+    """Where the highest tenth of a saliency map lies; saliency ranks pixels, so no signs or sums."""
+    n = heat.size
+    k = max(1, math.ceil(_TOP_SHARE * n))
+    top = np.zeros(n)
+    top[np.argsort(-heat.ravel(), kind="stable")[:k]] = 1.0
+    top = top.reshape(heat.shape)
+    shares, centre = quadrant_shares(top), centre_share(top)
+    best = max(range(4), key=lambda q: shares[q])
+    place = ("the central quarter of the image" if centre >= shares[best] else f"the {_QUADRANTS[best]} quarter")
+    share = max(centre, shares[best])
+    where = (f"The saliency ranges from {format_value(float(heat.min()))} to {format_value(float(heat.max()))}; "
+             f"{_percent(share)} of its highest 10% of pixels ({k} of {n}) lie in {place}.")
+    return [where, f"{row.method} saliency ranks the pixels: its values are not a split of the score and are not summed here."]
 
 
 def quadrant_shares(positive: np.ndarray) -> list[float]:
@@ -181,13 +207,44 @@ def _ranking_sentences(values: np.ndarray, labels: list[str], noun: str, row) ->
         sentences = [f"The {len(order)} {noun} with the largest absolute attributions are {listing}; together they "
                      f"hold {_percent(share)} of the total absolute attribution over {values.size} {noun}."]
     sentences.append("Positive values go with a higher score for the explained output, negative ones with a lower score.")
-    expected = row.extras.get("expected_value")
-    if expected is not None and np.size(expected) == 1:  # a scalar, or this row's entry of a per-row array
-        expected, summed, score = float(np.ravel(expected)[0]), float(values.sum()), float(row.base_values[0])
-        if math.isclose(expected + summed, score, rel_tol=1e-3, abs_tol=1e-3 * max(1.0, abs(score))):
-            sentences.append(f"From the expected value {format_value(expected)} over the background, the attributions "
-                             f"(sum {_signed(summed)}) add up to the score {format_value(score)}.")
+    complete = _completeness_sentence(row, values)
+    if complete:
+        sentences.append(complete)
     return sentences
+
+
+def _completeness_sentence(row, values: np.ndarray) -> str | None:
+    """Completeness, where the numbers show it: the attributions add up to the score minus the expected value.
+
+    Checked on the recorded ``expected_value``; with a grouping mask on the group values (each
+    pixel of a group carries the group's value, so a sum over pixels would count it many times).
+    """
+    expected = row.extras.get("expected_value")
+    if expected is None or np.size(expected) != 1:  # a scalar, or this row's entry of a per-row array
+        return None
+    groups = row.extras.get("group_values")
+    grouped = groups is not None and np.ndim(groups) == 2 and len(groups) == 1 and np.size(groups) != values.size
+    summed = float(np.sum(groups)) if grouped else float(values.sum())
+    expected, score = float(np.ravel(expected)[0]), float(row.base_values[0])
+    if not math.isclose(expected + summed, score, rel_tol=1e-3, abs_tol=1e-3 * max(1.0, abs(score))):
+        return None
+    what = f"the attributions of the {np.size(groups)} feature groups" if grouped else "the attributions"
+    return (f"From the expected value {format_value(expected)} over the background, {what} "
+            f"(sum {_signed(summed)}) add up to the score {format_value(score)}.")
+
+
+def _sum_sentence(row, values: np.ndarray) -> str:
+    """The signed sums, and what they mean for this method: completeness where it holds, else a caution."""
+    complete = _completeness_sentence(row, values)
+    if complete:
+        return complete
+    sums = _sign_sentence(values)[:-1]
+    if row.extras.get("expected_value") is not None:  # a method with completeness whose numbers do not show it here
+        return sums + "."
+    if row.method == "lime_image":
+        return (f"{sums}; lime_image gives every pixel its superpixel's surrogate weight, so these sums count each "
+                "superpixel once per pixel and do not add up to the score.")
+    return f"{sums}; {row.method} does not split the score into attributions, so these sums need not add up to it."
 
 
 def _token_labels(row) -> list[str]:
