@@ -344,3 +344,31 @@ def test_results_become_an_explanation_that_plots_take(tmp_path):
     jobs.explain_dataset(linear.proto, rows, {"method": "occlusion", "params": {"window": [1]}, "target": 1},
                          out=tmp_path / "rows", chunk_size=5, progress=False, random_state=0)
     beeswarm(jobs.load_results(tmp_path / "rows").explanation(rows))
+
+
+def test_the_progress_bar_moves_within_a_chunk(tmp_path, monkeypatch):
+    """One chunk of ten rows: the bar hears about them batch by batch, and ends at ten."""
+    from agnostic_explain.data import load_samples
+    from agnostic_explain.jobs import dataset as dataset_module
+
+    updates = []
+
+    class Recorder:
+        def update(self, rows):
+            updates.append(rows)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(dataset_module, "_progress_bar", lambda progress, total, done: Recorder())
+    images, _ = load_samples()
+    jobs.explain_dataset(DEFAULT_MODEL_PATH, images, {"method": "rise", "params": {"n_masks": 64}}, out=tmp_path,
+                         chunk_size=10, batch_size=32, random_state=0)
+    assert len(updates) > 2 and sum(updates) == 10 and all(rows >= 0 for rows in updates)
+
+
+def test_a_callable_progress_hears_every_batch():
+    calls = []
+    ae.FeatureAblation(ae.load(DEFAULT_MODEL_PATH, batch_size=16)).explain(
+        np.zeros((2, 1, 8, 8), np.float32), target=0, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1][0] == calls[-1][1] == 128 and [done for done, _ in calls] == sorted(done for done, _ in calls)

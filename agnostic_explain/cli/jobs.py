@@ -79,7 +79,7 @@ def _explain_dataset(args) -> int:
         print(f"interrupted; finished chunks are kept in {args.out}; run the same command to resume", file=sys.stderr)
         return 130
     resumed = f", {summary.chunks_resumed} found finished" if summary.chunks_resumed else ""
-    print(f"explained {summary.n_rows} rows in {summary.n_chunks} chunks ({summary.chunks_run} run now{resumed}) "
+    print(f"explained {summary.n_rows} row{'' if summary.n_rows == 1 else 's'} in {summary.n_chunks} chunks ({summary.chunks_run} run now{resumed}) "
           f"in {summary.seconds:.1f} s")
     if summary.skipped:
         shown = ", ".join(item["key"] for item in summary.skipped[:3])

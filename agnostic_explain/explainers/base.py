@@ -203,8 +203,9 @@ class Explainer:
             The other inputs, held fixed: one row (broadcast) or one per row of ``x``.
         output_transform : None, "softmax" or "sigmoid"
             Read the target from raw outputs (None) or from probabilities.
-        progress : bool, optional
-            Progress bar: None shows one on runs over ~2 s in a terminal.
+        progress : bool or callable, optional
+            Progress bar: None shows one on runs over ~2 s in a terminal; a callable is called
+            ``progress(rows_done, rows_total)`` after each batch of model rows instead.
         random_state : int or numpy.random.Generator, optional
             Seed for methods that sample.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,10 +185,19 @@ def _run(source, settings, spec, source_model, probe, model_id, *, out, devices,
             if task.index not in finished:
                 yield task
 
+    moved = {}  # rows of running chunks the bar has already shown
+    lock = threading.Lock()
+
+    def on_rows(index, rows):
+        with lock:
+            moved[index] = moved.get(index, 0) + rows
+            bar.update(rows)
+
     def commit(record):
         if store.commit(record):
             counted["run"] += 1
-            bar.update(record["stop"] - record["start"])
+            with lock:
+                bar.update(record["stop"] - record["start"] - moved.pop(record["index"], 0))
             if callback is not None:
                 callback(record)
 
@@ -201,7 +211,7 @@ def _run(source, settings, spec, source_model, probe, model_id, *, out, devices,
             per_worker = threads or max(1, _cpu_count() // max(1, cpu_workers))
             workers = [ChunkWorker(device=device, threads=per_worker, worker=number, **arguments)
                        for number, device in enumerate(devices)]
-            run_local(pending(), workers, commit)
+            run_local(pending(), workers, commit, on_rows)
         else:
             from .ray_backend import run_ray
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import queue
 import threading
+from functools import partial
 
 __all__ = ["run_local"]
 
 _POLL = 0.1  # seconds between checks of the stop flag while blocked on the queue
 
 
-def run_local(tasks, workers, commit) -> None:
+def run_local(tasks, workers, commit, on_rows=None) -> None:
     """Run ``tasks`` (an iterator of ChunkTask) on ``workers`` (ChunkWorker), calling ``commit(record)``.
 
-    ``commit`` is called from the worker threads, one at a time.
+    ``commit`` is called from the worker threads, one at a time; ``on_rows(index, k)`` hears
+    that ``k`` more rows of chunk ``index`` are done while it runs.
     """
     pending: queue.Queue = queue.Queue(maxsize=2 * len(workers))
     stop = threading.Event()
@@ -35,7 +37,7 @@ def run_local(tasks, workers, commit) -> None:
                     continue
                 if task is None:
                     return
-                record = worker.process(task)
+                record = worker.process(task, None if on_rows is None else partial(on_rows, task.index))
                 with lock:
                     commit(record)
         except BaseException as error:  # noqa: BLE001 - handed to the calling thread

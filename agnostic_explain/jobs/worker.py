@@ -89,8 +89,12 @@ class ChunkWorker:
             self._explainer = build_explainer(model, self.spec)
         return self._explainer
 
-    def process(self, task) -> dict:
-        """Explain, write and describe one chunk: the record the manifest keeps for it."""
+    def process(self, task, on_rows=None) -> dict:
+        """Explain, write and describe one chunk: the record the manifest keeps for it.
+
+        ``on_rows(k)``, when given, is told that about ``k`` more of the chunk's rows are done
+        while the chunk runs, so that a progress bar moves within long chunks.
+        """
         began = time.perf_counter()
         rows, slots, keys, skipped = read_chunk(task, self.settings, self.on_error)
         checks, n_evals, explain_seconds = {}, 0, 0.0
@@ -98,7 +102,7 @@ class ChunkWorker:
             spec = self.spec
             explanation = self.explainer().explain(
                 rows, target=spec["target"], output=spec["output"], input=spec["input"],
-                output_transform=spec["output_transform"], progress=False,
+                output_transform=spec["output_transform"], progress=_share(task.stop - task.start, on_rows),
                 random_state=chunk_rng(self.entropy, task.index),
             )
             checks = write_chunk(
@@ -114,3 +118,19 @@ class ChunkWorker:
             "worker": self.worker, "host": socket.gethostname(), "pid": os.getpid(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+
+
+def _share(n_rows: int, on_rows):
+    """A ``progress`` callable that turns the model rows of each model run into the chunk's rows done."""
+    if on_rows is None:
+        return False
+    told = [0]
+
+    def report(done: int, total: int) -> None:
+        reached = n_rows * done // max(total, 1)
+        if reached > told[0]:
+            on_rows(reached - told[0])
+            told[0] = reached
+
+    return report
+

@@ -340,8 +340,10 @@ def evaluate(
         The output to fetch, or several.
     batch_size : int or "auto", optional
         Overrides ``model.batch_size``.
-    progress : bool or None
-        True forces a progress bar, False hides it, None shows it on runs longer than about
+    progress : bool, callable or None
+        A callable is called ``progress(rows_done, n)`` after each batch, and no bar is shown
+        (a data-set job moves its own bar with it). True forces a progress bar, False hides it,
+        None shows it on runs longer than about
         two seconds when stderr is a terminal.
 
     Returns
@@ -358,7 +360,8 @@ def evaluate(
     out_specs = [model.output_spec(name) for name in names]
     sizer = BatchSizer(model, (feeds.name, feeds.rows.shape[1:]), feeds.row_bytes(model, names), batch_size)
     batched = feeds.batched_names()
-    show = progress if progress is not None else sys.stderr.isatty()
+    report = progress if callable(progress) else None  # report(done, total) after each batch
+    show = False if report is not None else (progress if progress is not None else sys.stderr.isatty())
 
     def build(start: int, stop: int):
         own = owners[start:stop]
@@ -404,6 +407,8 @@ def evaluate(
             results.append(reduce(outputs if several else outputs[0], own))
             if bar is not None:
                 bar.update(stop - start)
+            if report is not None:
+                report(stop, n)
             start = stop
     sizer.finish()
     if isinstance(results[0], tuple):
