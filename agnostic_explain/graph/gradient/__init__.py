@@ -1,0 +1,31 @@
+"""Vector-Jacobian products as ONNX graphs: :func:`gradient` and its per-operator rule table.
+
+``gradient(model, wrt, output=None, rules=None)`` returns a model with one seed input
+``<output>__seed`` per differentiated output and one output ``<wrt>__grad`` per wrt tensor.
+
+Writing a rule
+--------------
+A rule is a function ``rule(ctx, node, grads) -> list``:
+
+- ``ctx`` is a :class:`RuleContext`: ``ctx.op(op_type, inputs, **attributes)`` emits a node and
+  returns its output name; ``ctx.constant(value, like=tensor)``, ``ctx.shape``, ``ctx.mask``,
+  ``ctx.unbroadcast``, ``ctx.rank``, ``ctx.static_shape``, ``ctx.initializer`` and
+  ``ctx.attribute`` give what rules need; ``ctx.needs[i]`` says whether input ``i`` wants a
+  gradient; ``ctx.refuse(why)`` raises the ParameterError naming the node.
+- ``node`` is the forward ``onnx.NodeProto``; its input and output names can be read by the
+  backward nodes (forward activations are available).
+- ``grads[j]`` is the gradient tensor name of ``node.output[j]``, or None where none flows.
+
+It returns one gradient name (or None) per node input. Extra context (DeepLIFT's reference
+activations, say) comes in as new graph inputs: ``ctx.add_input(name, like=tensor)`` declares
+one, the caller feeds it. Example, Guided Backprop::
+
+    gradient(model, "input", rules={"Relu": guided_relu})
+"""
+
+from .context import RuleContext
+from .elementwise import guided_relu
+from .engine import GRAD_SUFFIX, SEED_SUFFIX, gradient
+from .registry import RULES, ZERO_GRADIENT
+
+__all__ = ["GRAD_SUFFIX", "RULES", "RuleContext", "SEED_SUFFIX", "ZERO_GRADIENT", "gradient", "guided_relu"]
