@@ -108,7 +108,7 @@ def gradient(model, wrt, output=None, rules=None) -> onnx.ModelProto:
             raise ParameterError(f"gradient: the model already has a tensor named {name!r}; rename it first")
     taken |= {n + SEED_SUFFIX for n in output_names} | {n + GRAD_SUFFIX for n in wrt_names}
 
-    context = RuleContext(proto, types, _constant_values(graph), opset, taken)
+    context = RuleContext(proto, types, _constant_values(proto), opset, taken)
     contributions: dict[str, list[str]] = {name: [name + SEED_SUFFIX] for name in output_names}
     for index in reversed(path):
         node = graph.node[index]
@@ -191,29 +191,77 @@ def _types(proto) -> dict:
 
 
 class _LazyValues(dict):
-    """Initializer and Constant values, converted to numpy on first use only."""
+    """Constant values a rule may ask for: initializers, Constant nodes, and small constant subgraphs.
 
-    def __init__(self, protos):
+    Converted on first use only. A tensor computed from constants alone (torch's exporter
+    builds pads and sizes that way) is folded with the ONNX reference evaluator.
+    """
+
+    _MAX_FOLDED_NODES = 64
+
+    def __init__(self, graph, protos, opsets):
         super().__init__()
+        self._graph = graph
+        self._opsets = opsets
         self._protos = protos
+        self._producer = {name: node for node in graph.node for name in node.output if name}
+        self._inputs = {value.name for value in graph.input} - set(protos)
 
     def get(self, name, default=None):
-        if name not in self and name in self._protos:
-            tensor = self._protos[name]
-            if tensor.data_location == onnx.TensorProto.EXTERNAL:
-                return default
-            self[name] = numpy_helper.to_array(tensor)
+        if name not in self:
+            if name in self._protos:
+                tensor = self._protos[name]
+                if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                    return default
+                self[name] = numpy_helper.to_array(tensor)
+            elif name in self._producer:
+                folded = self._fold(name)
+                if folded is None:
+                    return default
+                self[name] = folded
         return super().get(name, default)
 
+    def _fold(self, name):
+        needed, stack, leaves = [], [name], set()
+        while stack:
+            current = stack.pop()
+            if current in self._protos or current in leaves:
+                leaves.add(current)
+                continue
+            node = self._producer.get(current)
+            if node is None or current in self._inputs or node.domain not in ("", "ai.onnx") or any(
+                    a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+                return None
+            if node not in needed:
+                needed.append(node)
+                if len(needed) > self._MAX_FOLDED_NODES:
+                    return None
+                stack.extend(i for i in node.input if i)
+            leaves.add(current)
+        order = [node for node in self._graph.node if node in needed]
+        from onnx.reference import ReferenceEvaluator
 
-def _constant_values(graph) -> _LazyValues:
+        if any(self._protos[leaf].data_location == onnx.TensorProto.EXTERNAL for leaf in leaves if leaf in self._protos):
+            return None
+        initializers = [numpy_helper.from_array(numpy_helper.to_array(self._protos[leaf]), leaf)
+                        for leaf in leaves if leaf in self._protos]
+        graph = helper.make_graph(order, "fold", [], [helper.make_value_info(name, onnx.TypeProto())],
+                                  initializer=initializers)
+        try:
+            return ReferenceEvaluator(helper.make_model(graph, opset_imports=self._opsets)).run(None, {})[0]
+        except Exception:  # noqa: BLE001 - a value that cannot be folded is simply not constant here
+            return None
+
+
+def _constant_values(proto) -> _LazyValues:
+    graph = proto.graph
     protos = {tensor.name: tensor for tensor in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             for attribute in node.attribute:
                 if attribute.name == "value":
                     protos[node.output[0]] = attribute.t
-    return _LazyValues(protos)
+    return _LazyValues(graph, protos, list(proto.opset_import))
 
 
 def _reachable_from(graph, wrt_names, types) -> set[str]:

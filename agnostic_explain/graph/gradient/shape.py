@@ -194,23 +194,37 @@ def resize(ctx, node, grads):
     in_shape, out_shape = ctx.static_shape(x), ctx.static_shape(y)
     scales = _constant_list_float(ctx, node, 2)
     sizes = _constant_list(ctx, node, 3) or None
-    if in_shape is None or out_shape is None or (scales is None and sizes is None):
-        ctx.refuse("Resize needs constant scales or sizes and a known rank")
+    if in_shape is None or out_shape is None:
+        ctx.refuse("Resize needs a known rank")
     rank = len(in_shape)
+    from_sizes = scales is None and sizes is None  # run-time sizes: the static output shape tells them
     grad = g
     for axis in range(rank):
-        changes = (scales[axis] != 1.0) if scales else (sizes[axis] != in_shape[axis])
+        if from_sizes:
+            if axis < rank - 2:
+                continue  # checked at run time by the final Reshape to Shape(x)
+            if in_shape[axis] is None or out_shape[axis] is None:
+                ctx.refuse(f"axis {axis}: the sizes are computed at run time and the size is not static")
+            changes = in_shape[axis] != out_shape[axis]
+        else:
+            changes = (scales[axis] != 1.0) if scales else (sizes[axis] != in_shape[axis])
         if not changes:
             continue
         if axis < rank - 2:
             ctx.refuse(f"axis {axis} is resized; only the last two axes are supported")
         if in_shape[axis] is None or out_shape[axis] is None:
             ctx.refuse(f"axis {axis} has a dynamic size")
-        matrix = _resize_matrix(ctx, node, in_shape[axis], out_shape[axis], scales[axis] if scales else None)
+        if from_sizes:
+            length = out_shape[axis]
+        else:
+            length = sizes[axis] if sizes else int(np.floor(in_shape[axis] * scales[axis]))
+        matrix = _resize_matrix(ctx, node, in_shape[axis], length, scales[axis] if scales else None)
         if axis == rank - 1:
             grad = ctx.op("MatMul", [grad, ctx.constant(matrix.T, like=x)])
         else:
             grad = ctx.op("MatMul", [ctx.constant(matrix, like=x), grad])
+    if from_sizes:
+        grad = ctx.op("Reshape", [grad, ctx.shape(x)])
     return [grad] + [None] * (len(node.input) - 1)
 
 
