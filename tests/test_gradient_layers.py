@@ -32,6 +32,8 @@ def _randomize_batch_norm(module):
 CASES = {
     "conv_stride1_padded": (lambda m, x: m["c"](x), dict(c=nn.Conv2d(3, 5, 3, padding=1)), (3, 9, 9)),
     "conv_stride2_odd_size": (lambda m, x: m["c"](x), dict(c=nn.Conv2d(3, 4, 3, stride=2)), (3, 10, 10)),
+    "conv_stride2_padded_even_size": (lambda m, x: m["c"](x), dict(c=nn.Conv2d(3, 4, 3, stride=2, padding=1)),
+                                      (3, 8, 8)),
     "conv_grouped_dilated": (lambda m, x: m["c"](x), dict(c=nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2)),
                              (4, 8, 8)),
     "conv_depthwise_stride2": (lambda m, x: m["c"](x), dict(c=nn.Conv2d(4, 4, 5, stride=2, padding=2, groups=4)),
@@ -117,3 +119,19 @@ def test_matmul_einsum_both_operands():
         expected = torch_vjp(module, [q, k], seeds["out__seed"])
         assert_close(grads["q"], expected[0])
         assert_close(grads["k"], expected[1])
+
+
+@pytest.mark.parametrize("case", ["conv_stride2_padded_even_size", "conv_depthwise_stride2", "average_pool",
+                                  "average_pool_padded_exclusive", "max_pool_overlapping", "conv_transpose"])
+def test_strided_layers_with_dynamic_height_and_width(case):
+    """Spatial sizes unknown at edit time: the transposed windows are fitted to Shape(x) at run time."""
+    function, modules, shape = CASES[case]
+    torch.manual_seed(0)
+    module = Function(function, **modules).eval()
+    rng = np.random.default_rng(7)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    proto = export(module, (torch.zeros(2, *shape),), ["x"], ["out"], {"x": axes, "out": axes})
+    for extra in (0, 1):
+        x = rng.standard_normal((2, shape[0], shape[1] + extra, shape[2] + extra)).astype(np.float32)
+        seeds, grads = run_gradient(proto, {"x": x}, "x")
+        assert_close(grads["x"], torch_vjp(module, [x], seeds["out__seed"])[0])

@@ -146,31 +146,42 @@ def _geometry(ctx, x, weight_shape):
     return kernel, strides, dilations, begin, end
 
 
-def fit_spatial(ctx, grad, like, n_spatial, missing_static=None):
-    """Zero-pad the trailing spatial rows of ``grad`` up to the size of ``like``.
+def transposed_window(ctx, grad, weight, like, x, kernel, strides, dilations, begin, end, group=1):
+    """ConvTranspose of ``grad`` by ``weight``: the gradient of a strided window op, sized like ``like``.
 
-    A strided window does not always reach the last rows of its input; those rows got no
-    gradient. ``missing_static`` gives the per-axis count when static shapes know it.
+    A strided window does not always reach the last rows of its (padded) input: the end
+    padding is cropped only as far as the windows reached, and the rows no window reached get
+    zeros. Static shapes decide it at edit time; otherwise a Pad and a Slice fit the result
+    to ``Shape(like)`` at run time. (Cropping the full end padding and zero-filling after it
+    would drop the real gradient of the last rows.)
     """
-    if missing_static is not None:
-        if not any(missing_static):
-            return grad
-        pads = [0] * (n_spatial + 2) + [0, 0] + list(missing_static)
-        return ctx.op("Pad", [grad, ctx.int64(pads)])
-    difference = ctx.op("Sub", [ctx.shape(like), ctx.op("Shape", [grad])])
-    pads = ctx.op("Concat", [ctx.int64([0] * (n_spatial + 2)), difference], axis=0)
-    return ctx.op("Pad", [grad, pads])
+    n = len(kernel)
+    missing = _missing(ctx, x, kernel, strides, dilations, begin, end)
+    attributes = dict(kernel_shape=kernel, strides=strides, dilations=dilations, group=group)
+    if missing is not None:
+        crop_end = [max(0, e - m) for e, m in zip(end, missing)]
+        zeros_end = [max(0, m - e) for e, m in zip(end, missing)]
+        result = ctx.op("ConvTranspose", [grad, weight], pads=begin + crop_end, **attributes)
+        if any(zeros_end):
+            result = ctx.op("Pad", [result, ctx.int64([0] * (n + 2) + [0, 0] + zeros_end)])
+        return result
+    result = ctx.op("ConvTranspose", [grad, weight], pads=begin + [0] * n, **attributes)
+    target = ctx.shape(like)
+    difference = ctx.op("Sub", [target, ctx.op("Shape", [result])])
+    grow = ctx.op("Max", [difference, ctx.int64([0])])
+    padded = ctx.op("Pad", [result, ctx.op("Concat", [ctx.int64([0] * (n + 2)), grow], axis=0)])
+    return ctx.op("Slice", [padded, ctx.int64([0] * (n + 2)), target])
 
 
-def _missing(ctx, x, y, kernel, strides, dilations, begin, end):
-    """Per spatial axis, the trailing input rows no window reaches, when static shapes tell it."""
+def _missing(ctx, x, kernel, strides, dilations, begin, end):
+    """Per spatial axis, the trailing padded-input rows no window reaches, when static shapes tell it."""
     shape = ctx.static_shape(x)
     if shape is None or any(dim is None for dim in shape[2:]):
         return None
     missing = []
     for size, k, s, d, b, e in zip(shape[2:], kernel, strides, dilations, begin, end):
         out = (size + b + e - d * (k - 1) - 1) // s + 1
-        missing.append(size - ((out - 1) * s + d * (k - 1) + 1 - b - e))
+        missing.append(size + b + e - ((out - 1) * s + d * (k - 1) + 1))
     return missing
 
 
@@ -208,10 +219,7 @@ def conv(ctx, node, grads):
             result[0] = ctx.op("Conv", [g, flipped], pads=pads, dilations=dilations, group=group,
                                kernel_shape=kernel)
         else:
-            missing = _missing(ctx, x, y, kernel, strides, dilations, begin, end)
-            transposed = ctx.op("ConvTranspose", [g, w], strides=strides, pads=begin + end, dilations=dilations,
-                                group=group, kernel_shape=kernel)
-            result[0] = fit_spatial(ctx, transposed, x, n, missing)
+            result[0] = transposed_window(ctx, g, w, x, x, kernel, strides, dilations, begin, end, group)
     if len(node.input) > 2 and node.input[2] and ctx.needs[2]:
         result[2] = ctx.reduce("ReduceSum", g, [0] + list(range(2, n + 2)), keepdims=0)
     return result

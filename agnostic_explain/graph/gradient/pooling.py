@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from .linear import _geometry, _missing, fit_spatial
+from .linear import _geometry, transposed_window
 
 
 def _reduce_axes(ctx, node):
@@ -118,11 +118,8 @@ def average_pool(ctx, node, grads):
                        count_include_pad=1)
         scaled = ctx.op("Div", [folded, ctx.mul(share, ctx.constant(window, like=x))])
     ones_kernel = ctx.constant(np.ones([1, 1] + kernel), like=x)
-    spread = ctx.op("ConvTranspose", [scaled, ones_kernel], kernel_shape=kernel, strides=strides,
-                    pads=begin + end)
-    missing = _missing(ctx, x, y, kernel, strides, dilations, begin, end)
-    plane_like = ctx.op("Reshape", [x, ctx.int64([-1, 1] + [0] * n)]) if missing is None else None
-    fitted = fit_spatial(ctx, spread, plane_like, n, missing)
+    plane_like = ctx.op("Reshape", [x, ctx.int64([-1, 1] + [0] * n)])
+    fitted = transposed_window(ctx, scaled, ones_kernel, plane_like, x, kernel, strides, dilations, begin, end)
     return [ctx.op("Reshape", [fitted, ctx.shape(x)])]
 
 
