@@ -100,7 +100,8 @@ def gradient(model, wrt, output=None, rules=None) -> onnx.ModelProto:
     output_names = _outputs(graph, output, reachable, produced | graph_inputs, types)
     useful = _reaching(graph, output_names)
     path = [index for index, node in enumerate(graph.node)
-            if any(name in useful and name in reachable for name in node.output)]
+            if any(name in useful and name in reachable for name in node.output)
+            and any(name in reachable for name in node_inputs(node))]
 
     taken = produced | graph_inputs | initializer_names | {value.name for value in graph.output}
     for name in [n + SEED_SUFFIX for n in output_names] + [n + GRAD_SUFFIX for n in wrt_names]:
