@@ -168,10 +168,13 @@ def hard_sigmoid(ctx, node, grads):
 
 
 def hard_swish(ctx, node, grads):
-    """d x*hardsigmoid(x) as torch.hardswish: 0 for x < -3, x/3 + 1/2 for -3 <= x <= 3, 1 above."""
+    """d x*hardsigmoid(x) as torch.hardswish: 0 for x <= -3, x/3 + 1/2 for -3 < x < 3, 1 for x >= 3.
+
+    (The kinks belong to the outer pieces, as in torch 2.x's hardswish_backward.)
+    """
     x = node.input[0]
-    low = ctx.op("Less", [x, ctx.constant(-3.0, like=x)])
-    high = ctx.op("Greater", [x, ctx.constant(3.0, like=x)])
+    low = ctx.op("LessOrEqual", [x, ctx.constant(-3.0, like=x)])
+    high = ctx.op("GreaterOrEqual", [x, ctx.constant(3.0, like=x)])
     middle = ctx.mask(ctx.op("Not", [ctx.op("Or", [low, high])]), x)
     slope = ctx.op("Add", [ctx.mul(x, ctx.constant(1.0 / 3.0, like=x)), ctx.constant(0.5, like=x)])
     factor = ctx.op("Add", [ctx.mul(middle, slope), ctx.mask(high, x)])
