@@ -121,9 +121,13 @@ def softplus(ctx, node, grads):
 
 
 def relu(ctx, node, grads):
-    """d relu(x) = g where x > 0, else 0; 0 at x = 0 (as torch)."""
-    x = node.input[0]
-    return _scaled(ctx, grads[0], ctx.mask(ctx.op("Greater", [x, ctx.constant(0.0, like=x)]), x))
+    """d relu(x) = g where y > 0, else 0; 0 at x = 0 (as torch).
+
+    The mask reads the output y (y > 0 exactly where x > 0), not x: ONNX Runtime then keeps
+    fusing the Conv that produces x with its Relu.
+    """
+    y = node.output[0]
+    return _scaled(ctx, grads[0], ctx.mask(ctx.op("Greater", [y, ctx.constant(0.0, like=y)]), y))
 
 
 def guided_relu(ctx, node, grads):
@@ -191,11 +195,8 @@ def clip(ctx, node, grads):
     x, g, y = node.input[0], grads[0], node.output[0]
     lo = node.input[1] if len(node.input) > 1 and node.input[1] else None
     hi = node.input[2] if len(node.input) > 2 and node.input[2] else None
-    inside = None
-    for bound, compare in ((lo, "GreaterOrEqual"), (hi, "LessOrEqual")):
-        if bound is not None:
-            test = ctx.op(compare, [x, bound])
-            inside = test if inside is None else ctx.op("And", [inside, test])
+    # Clip returns x itself exactly where lo <= x <= hi: one Equal instead of two compares and an And
+    inside = ctx.op("Equal", [x, y]) if lo is not None or hi is not None else None
     result = [None] * len(node.input)
     if ctx.needs[0]:
         result[0] = g if inside is None else ctx.mul(g, ctx.mask(inside, x))

@@ -15,6 +15,7 @@ from ...errors import ParameterError
 from ..source import open_model
 from ..topology import node_inputs
 from .context import RuleContext
+from .fold import inferred_types
 from .registry import RULES
 
 __all__ = ["GRAD_SUFFIX", "SEED_SUFFIX", "gradient"]
@@ -83,7 +84,7 @@ def gradient(model, wrt, output=None, rules=None) -> onnx.ModelProto:
     opset = _opset(proto)
     table = _rule_table(rules)
     wrt_names = _names(wrt, "wrt")
-    types = _types(proto)
+    types = inferred_types(proto)
     produced = {name for node in graph.node for name in node.output if name}
     graph_inputs = {value.name for value in graph.input}
     initializer_names = {tensor.name for tensor in graph.initializer}
@@ -174,21 +175,6 @@ def _names(value, parameter) -> list[str]:
     if not names or not all(isinstance(name, str) and name for name in names):
         raise ParameterError(f"{parameter} must be a tensor name or a non-empty list of them, got {value!r}")
     return list(dict.fromkeys(names))
-
-
-def _types(proto) -> dict:
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    except Exception:  # noqa: BLE001 - inference is a help here; the declared types remain
-        inferred = proto
-    types = {}
-    for graph in (proto.graph, inferred.graph):
-        for value in [*graph.value_info, *graph.input, *graph.output]:
-            if value.type.HasField("tensor_type"):
-                types[value.name] = value
-    for tensor in proto.graph.initializer:
-        types.setdefault(tensor.name, helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
-    return types
 
 
 class _LazyValues(dict):
