@@ -8,8 +8,9 @@ not used), the pretrained EfficientNet-Lite0 from ``efficientnet-lite0-pytorch-m
 small BERT (transformers' BertConfig, random weights, gradient with respect to the
 embeddings output). Writes ``benchmarks/results/gradient/RESULTS.md``.
 
-``--profile NAME`` writes ONNX Runtime profiles of one gradient run of model NAME instead,
-with the time per operator type.
+``--profile NAME`` profiles three gradient runs of the model whose name starts with NAME
+instead (ONNX Runtime's profiler; the JSON goes to the temporary folder) and prints the
+time per operator type.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -161,7 +163,7 @@ def profile(name):
     build, sizes = next((value for key, value in MODELS.items() if key.startswith(name)))
     proto, wrt, make_feeds = build()
     edited = gradient(proto, wrt)
-    session = _session(edited, profile_prefix=str(RESULTS / f"profile-{name}"))
+    session = _session(edited, profile_prefix=str(Path(tempfile.gettempdir()) / f"gradient-profile-{name}"))
     feeds = make_feeds(sizes[1])
     logits = _session(proto).run(None, feeds)[0]
     seeds = {v.name: np.ones_like(logits) for v in edited.graph.input if v.name.endswith("__seed")}
