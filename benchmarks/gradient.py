@@ -109,8 +109,8 @@ def build_bert(length=128):
     example = (torch.zeros(1, length, dtype=torch.int64), torch.ones(1, length, dtype=torch.int64))
     proto = _export(Logits().eval(), example, ["ids", "mask"],
                     {"ids": {0: "n", 1: "s"}, "mask": {0: "n", 1: "s"}, "logits": {0: "n"}})
-    wrt = [node.output[0] for node in proto.graph.node
-           if node.op_type == "LayerNormalization" and "embeddings" in node.name][0]
+    wrt = next(node.output[0] for node in proto.graph.node
+           if node.op_type == "LayerNormalization" and "embeddings" in node.name)
     rng = np.random.default_rng(0)
     return proto, wrt, lambda n: {"ids": rng.integers(0, 30522, (n, length)),
                                   "mask": np.ones((n, length), dtype=np.int64)}
@@ -189,10 +189,10 @@ def main(argv=None):
         return profile(args.profile)
     lines = [
         "# Gradient graph against forward, ONNX Runtime CPU", "",
-        f"`python -m benchmarks.gradient` on {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+        (f"`python -m benchmarks.gradient` on {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
         f"(shared with other work), onnxruntime {ort.__version__}, median of {args.repeats} interleaved runs. "
         "Time per row at the best batch size of each graph; the gradient graph computes the forward "
-        "outputs too, with a seed of ones.", "",
+        "outputs too, with a seed of ones."), "",
         "| model | forward ms/row (batch) | gradient ms/row (batch) | ratio | nodes forward -> gradient |",
         "|---|---|---|---|---|",
     ]

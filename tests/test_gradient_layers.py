@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = nn.functional
 
-from gradient_cases import assert_close, export, run_gradient, torch_vjp  # noqa: E402
+from gradient_cases import assert_close, export, run_gradient, torch_vjp
 
 
 class Function(nn.Module):
@@ -30,22 +30,22 @@ def _randomize_batch_norm(module):
 
 
 CASES = {
-    "conv_stride1_padded": (lambda m, x: m["c"](x), dict(c=nn.Conv2d(3, 5, 3, padding=1)), (3, 9, 9)),
-    "conv_stride2_odd_size": (lambda m, x: m["c"](x), dict(c=nn.Conv2d(3, 4, 3, stride=2)), (3, 10, 10)),
-    "conv_stride2_padded_even_size": (lambda m, x: m["c"](x), dict(c=nn.Conv2d(3, 4, 3, stride=2, padding=1)),
+    "conv_stride1_padded": (lambda m, x: m["c"](x), {"c": nn.Conv2d(3, 5, 3, padding=1)}, (3, 9, 9)),
+    "conv_stride2_odd_size": (lambda m, x: m["c"](x), {"c": nn.Conv2d(3, 4, 3, stride=2)}, (3, 10, 10)),
+    "conv_stride2_padded_even_size": (lambda m, x: m["c"](x), {"c": nn.Conv2d(3, 4, 3, stride=2, padding=1)},
                                       (3, 8, 8)),
-    "conv_grouped_dilated": (lambda m, x: m["c"](x), dict(c=nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2)),
+    "conv_grouped_dilated": (lambda m, x: m["c"](x), {"c": nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2)},
                              (4, 8, 8)),
-    "conv_depthwise_stride2": (lambda m, x: m["c"](x), dict(c=nn.Conv2d(4, 4, 5, stride=2, padding=2, groups=4)),
+    "conv_depthwise_stride2": (lambda m, x: m["c"](x), {"c": nn.Conv2d(4, 4, 5, stride=2, padding=2, groups=4)},
                                (4, 11, 11)),
-    "conv1d_no_bias": (lambda m, x: m["c"](x), dict(c=nn.Conv1d(3, 2, 4, bias=False)), (3, 12)),
-    "conv_transpose": (lambda m, x: m["c"](x), dict(c=nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1,
-                                                                          output_padding=1)), (3, 5, 5)),
-    "linear_gemm": (lambda m, x: m["l"](x), dict(l=nn.Linear(6, 3)), (6,)),
-    "linear_matmul_3d": (lambda m, x: m["l"](x), dict(l=nn.Linear(6, 3)), (4, 6)),
-    "batch_norm": (lambda m, x: m["b"](x), dict(b=nn.BatchNorm2d(3)), (3, 4, 4)),
-    "layer_norm": (lambda m, x: m["n"](x), dict(n=nn.LayerNorm(6)), (4, 6)),
-    "layer_norm_two_axes": (lambda m, x: m["n"](x), dict(n=nn.LayerNorm([4, 6])), (4, 6)),
+    "conv1d_no_bias": (lambda m, x: m["c"](x), {"c": nn.Conv1d(3, 2, 4, bias=False)}, (3, 12)),
+    "conv_transpose": (lambda m, x: m["c"](x), {"c": nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1,
+                                                                          output_padding=1)}, (3, 5, 5)),
+    "linear_gemm": (lambda m, x: m["l"](x), {"l": nn.Linear(6, 3)}, (6,)),
+    "linear_matmul_3d": (lambda m, x: m["l"](x), {"l": nn.Linear(6, 3)}, (4, 6)),
+    "batch_norm": (lambda m, x: m["b"](x), {"b": nn.BatchNorm2d(3)}, (3, 4, 4)),
+    "layer_norm": (lambda m, x: m["n"](x), {"n": nn.LayerNorm(6)}, (4, 6)),
+    "layer_norm_two_axes": (lambda m, x: m["n"](x), {"n": nn.LayerNorm([4, 6])}, (4, 6)),
     "softmax_log_softmax": (lambda m, x: F.softmax(x, -1) * 3 + F.log_softmax(x, 1), {}, (4, 5)),
     "global_average_pool": (lambda m, x: F.adaptive_avg_pool2d(x, 1), {}, (3, 5, 6)),
     "average_pool": (lambda m, x: F.avg_pool2d(x, 3, 2), {}, (2, 8, 8)),
@@ -88,7 +88,7 @@ def test_gemm_transposes_and_bias_broadcast():
             proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
             seeds, grads = run_gradient(proto, {"a": a, "b": b, "c": c}, ["a", "b", "c"])
 
-            def gemm(ta, tb, tc):
+            def gemm(ta, tb, tc, trans_a=trans_a, trans_b=trans_b):
                 left = ta.T if trans_a else ta
                 right = tb.T if trans_b else tb
                 return 0.5 * left @ right + 2.0 * tc

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from gradient_cases import assert_close, export, run_gradient, session, torch_vjp  # noqa: E402
+from gradient_cases import assert_close, export, run_gradient, session, torch_vjp
 
 
 class SmallCNN(nn.Module):
@@ -60,7 +60,7 @@ def test_cnn_gradient_with_respect_to_an_intermediate_tensor():
     x = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
     seeds, grads = run_gradient(proto, {"x": x}, relu)
     activations = module.features[:7](torch.tensor(x)).detach().numpy()
-    tail = lambda a: module.head(torch.flatten(module.features[7](a), 1))  # noqa: E731
+    tail = lambda a: module.head(torch.flatten(module.features[7](a), 1))
     assert_close(grads[relu], torch_vjp(tail, [activations], seeds["logits__seed"])[0])
     assert grads[relu].shape == activations.shape
 

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from gradient_cases import assert_close, export, run_gradient, torch_vjp  # noqa: E402
+from gradient_cases import assert_close, export, run_gradient, torch_vjp
 
 
 class Function(torch.nn.Module):

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from gradient_cases import export, run_gradient  # noqa: E402
+from gradient_cases import export, run_gradient
 
 
 class Function(torch.nn.Module):
@@ -73,5 +73,5 @@ def test_max_pool_ties_go_to_the_first_maximum_like_torch():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 3, (2, 3, 8, 8)).astype(np.float32)  # many equal values in each window
     for kernel, stride in ((2, 2), (3, 2), (3, 1)):
-        ((actual, expected),) = _compare(lambda t: F.max_pool2d(t, kernel, stride), [x])
+        ((actual, expected),) = _compare(lambda t, k=kernel, s=stride: F.max_pool2d(t, k, s), [x])
         np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)

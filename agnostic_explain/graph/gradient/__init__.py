@@ -28,4 +28,4 @@ from .elementwise import guided_relu
 from .engine import GRAD_SUFFIX, SEED_SUFFIX, gradient
 from .registry import RULES, ZERO_GRADIENT
 
-__all__ = ["GRAD_SUFFIX", "RULES", "RuleContext", "SEED_SUFFIX", "ZERO_GRADIENT", "gradient", "guided_relu"]
+__all__ = ["GRAD_SUFFIX", "RULES", "SEED_SUFFIX", "ZERO_GRADIENT", "RuleContext", "gradient", "guided_relu"]

@@ -264,6 +264,14 @@ def cast(ctx, node, grads):
     return [ctx.op("Cast", [grads[0]], to=ctx.elem_type(x))]
 
 
+def float_range(ctx, node, grads):
+    """Range: integer bounds carry no gradient (and never reach a rule); float bounds that
+    depend on a wrt tensor are refused rather than given a wrong zero."""
+    if any(ctx.needs):
+        ctx.refuse("float start/limit/delta that depend on a wrt tensor are not differentiated")
+    return [None] * len(node.input)
+
+
 def zero(ctx, node, grads):
     """Piecewise-constant or non-float outputs (Sign, Floor, Shape, Equal, ArgMax...): no gradient."""
     return [None] * len(node.input)

@@ -67,7 +67,7 @@ def inferred_types(proto: onnx.ModelProto) -> dict:
         try:
             sources.append(onnx.shape_inference.infer_shapes(attempt(), data_prop=True))
             break
-        except Exception:  # noqa: BLE001 - inference is a help here; the declared types remain
+        except Exception:  # noqa: BLE001, S112 - inference is a help here; the declared types remain
             continue
     for source in sources:
         for value in [*source.graph.value_info, *source.graph.input, *source.graph.output]:

@@ -22,7 +22,7 @@ def matmul(ctx, node, grads):
     ra, rb = ctx.rank(a), ctx.rank(b)
     if ra < 2:
         ctx.refuse("a 1-D left operand is not supported")
-    y_shape = ctx.symbolic_shape(y)
+    y_shape = ctx.symbolic_shape(y) or (None,) * max(ra, rb)
     result = [None, None]
     if rb == 1:
         column = ctx.unsqueeze(g, [-1])
@@ -31,7 +31,7 @@ def matmul(ctx, node, grads):
         if ctx.needs[1]:
             result[1] = ctx.reduce("ReduceSum", ctx.mul(column, a), list(range(ra - 1)), keepdims=0)
         return result
-    a_shape, b_shape = ctx.symbolic_shape(a), ctx.symbolic_shape(b)
+    a_shape, b_shape = ctx.symbolic_shape(a) or (None,) * ra, ctx.symbolic_shape(b) or (None,) * rb
     if ctx.needs[0]:
         product = ctx.op("MatMul", [g, _swap_last(ctx, b, rb)])
         result[0] = ctx.unbroadcast(product, a, tuple(y_shape[:-1]) + (a_shape[-1],))
@@ -157,7 +157,7 @@ def transposed_window(ctx, grad, weight, like, x, kernel, strides, dilations, be
     """
     n = len(kernel)
     missing = _missing(ctx, x, kernel, strides, dilations, begin, end)
-    attributes = dict(kernel_shape=kernel, strides=strides, dilations=dilations, group=group)
+    attributes = {"kernel_shape": kernel, "strides": strides, "dilations": dilations, "group": group}
     if missing is not None:
         crop_end = [max(0, e - m) for e, m in zip(end, missing)]
         zeros_end = [max(0, m - e) for e, m in zip(end, missing)]
@@ -206,7 +206,7 @@ def conv(ctx, node, grads):
     slower still, DepthToSpace being a generic 6-D transpose; ConvTranspose stays.
     """
     x, w = node.input[0], node.input[1]
-    g, y = grads[0], node.output[0]
+    g = grads[0]
     result = [None] * len(node.input)
     if ctx.needs[1]:
         ctx.refuse("the weights depend on a wrt tensor; weight gradients are not built")

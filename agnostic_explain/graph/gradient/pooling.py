@@ -101,7 +101,7 @@ def average_pool(ctx, node, grads):
     """
     if ctx.attribute("ceil_mode", 0):
         ctx.refuse("ceil_mode=1 is not supported")
-    x, y, g = node.input[0], node.output[0], grads[0]
+    x, g = node.input[0], grads[0]
     kernel, strides, dilations, begin, end = _geometry(ctx, x, None)
     if any(d != 1 for d in dilations):
         ctx.refuse("dilations are not supported")

@@ -11,9 +11,11 @@ from . import linear, normalization, pooling, shape
 
 __all__ = ["RULES", "ZERO_GRADIENT"]
 
-#: operators whose output is piecewise constant in (or not differentiable by) their inputs
+#: operators whose output is piecewise constant in their float inputs (Sign, Floor...) or is an
+#: integer or boolean tensor (Shape, Equal, ArgMax...: these never reach a rule, as no gradient
+#: flows through a non-float tensor; they are listed so the coverage says so)
 ZERO_GRADIENT = (
-    "Shape", "Size", "ConstantOfShape", "Range", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual",
+    "Shape", "Size", "ConstantOfShape", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual",
     "Not", "And", "Or", "Xor", "ArgMax", "ArgMin", "Sign", "Floor", "Ceil", "Round", "IsNaN", "IsInf",
     "NonZero", "OneHot", "EyeLike", "RandomNormalLike", "RandomUniformLike", "Hardmax",
 )
@@ -45,5 +47,6 @@ RULES = {
     "Transpose": shape.transpose, "Expand": shape.expand, "Concat": shape.concat, "Split": shape.split,
     "Slice": shape.slice_, "Gather": shape.gather, "GatherElements": shape.gather_elements, "Pad": shape.pad,
     "Resize": shape.resize,
+    "Range": e.float_range,
     **{op_type: e.zero for op_type in ZERO_GRADIENT},
 }

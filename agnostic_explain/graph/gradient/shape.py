@@ -135,6 +135,8 @@ def gather_elements(ctx, node, grads):
 def pad(ctx, node, grads):
     """d Pad: the unpadded window of g (constant mode), or g scattered back (reflect, edge, wrap)."""
     x, g = node.input[0], grads[0]
+    if len(node.input) > 2 and node.input[2] and ctx.needs[2]:
+        ctx.refuse("the padding value depends on a wrt tensor; its gradient is not built")
     rank = ctx.rank(x)
     mode = ctx.attribute("mode", b"constant")
     mode = mode.decode() if isinstance(mode, bytes) else mode
@@ -185,6 +187,8 @@ def resize(ctx, node, grads):
     on the resized axes, and only the last two axes may be resized.
     """
     x, y, g = node.input[0], node.output[0], grads[0]
+    if any(ctx.needs[1:]):
+        ctx.refuse("the roi or scales depend on a wrt tensor; only the data input is differentiated")
     mode = ctx.attribute("coordinate_transformation_mode", b"half_pixel")
     if (mode.decode() if isinstance(mode, bytes) else mode) == "tf_crop_and_resize":
         ctx.refuse("tf_crop_and_resize is not supported")
