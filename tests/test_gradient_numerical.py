@@ -8,9 +8,8 @@ letter summed in one operand alone, Pad by edge, cubic Resize, and the zero-grad
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 from gradient_cases import assert_close, run_gradient, session
+from onnx import TensorProto, helper, numpy_helper
 
 
 def _model(nodes, inputs, initializers=(), dtype=TensorProto.DOUBLE):

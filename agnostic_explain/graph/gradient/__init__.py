@@ -21,6 +21,15 @@ activations, say) comes in as new graph inputs: ``ctx.add_input(name, like=tenso
 one, the caller feeds it. Example, Guided Backprop::
 
     gradient(model, "input", rules={"Relu": guided_relu})
+
+Why a rule table of our own rather than onnx-ad
+-----------------------------------------------
+``onnx-ad`` 0.3.0 (PyPI, pure Python, installs) does source-to-source reverse mode over ONNX
+with a wide rule set, but it differentiates graph inputs only, needs static shapes, builds
+the backward of the whole graph (no pruning to the wrt-output paths, which was its main
+cost here), and lays seeds out with an extra seed axis. Explainers need intermediate tensors
+as wrt, dynamic batch and sequence lengths, pruning, and per-call rule overrides (Guided
+Backprop, DeepLIFT), so the rules are owned here; each is small and tested on its own.
 """
 
 from .context import RuleContext
