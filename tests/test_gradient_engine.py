@@ -49,6 +49,17 @@ def test_only_the_path_between_wrt_and_output_is_differentiated():
     assert [node.op_type for node in backward] == ["Transpose", "MatMul", "Identity"]
 
 
+def test_an_intermediate_output_gets_the_seed():
+    rng = np.random.default_rng(7)
+    proto, w1, _ = _mlp(rng)
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    seeds = {"hidden__seed": rng.standard_normal((3, 6)).astype(np.float32)}
+    _, grads = run_gradient(proto, {"x": x}, "x", output="hidden", seeds=seeds)
+    assert "hidden__seed" in [value.name for value in gradient(proto, "x", output="hidden").graph.input]
+    expected = (seeds["hidden__seed"] * (x @ w1 > 0)) @ w1.T
+    assert_close(grads["x"], expected)
+
+
 def test_fan_out_is_accumulated():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])
     nodes = [helper.make_node("Tanh", ["x"], ["t"]), helper.make_node("Mul", ["t", "x"], ["m"]),

@@ -52,7 +52,8 @@ def gradient(model, wrt, output=None, rules=None) -> onnx.ModelProto:
         Tensors to differentiate (graph outputs or node outputs); by default every float graph
         output that depends on a ``wrt`` tensor. Feed a seed of zeros to leave one out of a run.
     rules : dict, optional
-        ``{op_type: rule}`` replacing or adding backward rules for this call; see
+        ``{op_type: rule}`` replacing or adding backward rules for this call (operators of
+        another domain are keyed ``"domain.OpType"``); see
         :mod:`agnostic_explain.graph.gradient` for the rule signature, and
         :func:`guided_relu` for an example.
 
