@@ -79,3 +79,16 @@ def test_rule_matches_finite_differences(case):
     for name in shapes:
         expected = _finite_differences(proto, feeds, name, seed, step=1e-3 if single else 1e-6)
         assert_close(grads[name], expected, rtol=1e-3 if single else 1e-6)
+
+
+def test_batch_normalization_with_computed_statistics():
+    """Scale and variance computed in the graph (not initializers): the factor is built at run time."""
+    nodes = [node("Abs", ["v"], "variance"), node("Exp", ["s"], "scale"),
+             helper.make_node("BatchNormalization", ["a", "scale", "b", "m", "variance"], ["y"], epsilon=1e-3)]
+    proto = _model(nodes, [("a", (2, 3, 4, 4)), ("s", (3,)), ("b", (3,)), ("m", (3,)), ("v", (3,))])
+    rng = np.random.default_rng(1)
+    feeds = {name: rng.uniform(0.2, 1.5, shape) for name, shape in
+             (("a", (2, 3, 4, 4)), ("s", (3,)), ("b", (3,)), ("m", (3,)), ("v", (3,)))}
+    seed = rng.standard_normal((2, 3, 4, 4))
+    _, grads = run_gradient(proto, feeds, "a", seeds={"y__seed": seed})
+    assert_close(grads["a"], _finite_differences(proto, feeds, "a", seed), rtol=1e-6)
