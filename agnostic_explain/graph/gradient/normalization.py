@@ -36,7 +36,7 @@ def layer_normalization(ctx, node, grads):
 
     Mean and inverse deviation are recomputed from x (the optional outputs are not needed).
     """
-    if grads[0] is None:
+    if grads[0] is None or any(grad is not None for grad in grads[1:]):
         ctx.refuse("only the gradient of the normalised output (not Mean/InvStdDev) is supported")
     _refuse_parameters(ctx, 1)
     x, scale = node.input[0], node.input[1]
