@@ -191,6 +191,11 @@ def clip(ctx, node, grads):
     torch.nn.ReLU6 and hardtanh give 0 at the bounds instead; a ReLU6 exported as Clip gets
     torch.clamp's convention here. The bounds' own gradient (g where x is beyond them) is built
     only when a bound depends on a wrt tensor.
+
+    Lesson (EfficientNet-Lite0, batch 8, ORT 1.31 CPU, gradient/forward time): the mask
+    ``Equal(x, y)`` gave 2.94x; two compares and an And on x 3.02x; ``Equal(x, Clip(x))``
+    3.13x; ``Where(Equal(x, y), g, 0)`` 3.32x. Reading x at all keeps ORT from fusing the
+    Conv before it with the Clip, but the convention needs x (y cannot tell x = lo from x < lo).
     """
     x, g, y = node.input[0], grads[0], node.output[0]
     lo = node.input[1] if len(node.input) > 1 and node.input[1] else None
