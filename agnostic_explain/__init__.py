@@ -25,6 +25,7 @@ from .explainers import (
     UnitAblation,
 )
 from .explanation import Explanation
+from .io import read_input
 from .inspection import (
     GlobalSurrogate,
     LatentAttribution,
@@ -74,6 +75,7 @@ __all__ = sorted(
         "masks",
         "metrics",
         "partial_dependence",
+        "read_input",
         "report",
         "sensitivity_map",
         "summarize",

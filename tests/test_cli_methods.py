@@ -131,3 +131,34 @@ def test_every_token_method_explains_token_ids(capsys, tmp_path, method):
     assert code == 0, err
     assert np.load(tmp_path / "out" / "explanation.npz")["values"].shape == (3, 6)
     assert (tmp_path / "out" / "tokens.html").is_file()
+
+
+def test_a_parquet_table_and_a_npy_of_rows_explain_like_the_csv(capsys, tmp_path, tabular):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    folder, model, rows = tabular
+    names = ["age", "dose", "weight", "height"]
+    pq.write_table(pa.table({name: rows[:, i] for i, name in enumerate(names)}), tmp_path / "rows.parquet")
+    np.save(tmp_path / "rows.npy", rows)
+    results = {}
+    for suffix in ("parquet", "npy", "csv"):
+        source = folder / "rows.csv" if suffix == "csv" else tmp_path / f"rows.{suffix}"
+        code, _, err = _run(capsys, "explain", folder / "model.onnx", source, "--target", "0",
+                            "--out", tmp_path / suffix, "--no-report")
+        assert code == 0, err
+        results[suffix] = np.load(tmp_path / suffix / "explanation.npz")["values"]
+        assert (tmp_path / suffix / "waterfall.png").is_file()
+    np.testing.assert_allclose(results["parquet"], results["npy"], rtol=1e-6)
+    np.testing.assert_allclose(results["csv"], results["npy"], rtol=1e-4, atol=1e-5)
+
+
+def test_the_api_reads_inputs_as_the_command_line_does(tmp_path):
+    import agnostic_explain as ae
+    from PIL import Image
+
+    pixels = (np.arange(64).reshape(8, 8) * 4).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "digit.png")
+    model = ae.load(DEFAULT_MODEL_PATH)
+    x = ae.read_input(tmp_path / "digit.png", model.input_spec(), scale=1 / 255)
+    assert x.shape == (1, 1, 8, 8) and np.isclose(x.max(), 252 / 255)
