@@ -86,3 +86,21 @@ def test_the_declared_layers_are_kept():
     linter = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
     result = subprocess.run([linter], capture_output=True, text=True, cwd=ROOT.parent)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+#: the package's public names before the layers were drawn; each must stay importable
+FIRST_PUBLIC_NAMES = (
+    "AblationCam", "Activations", "Background", "CallableModel", "Explainer", "Explanation", "FeatureAblation",
+    "GlobalSurrogate", "KernelShap", "LatentAttribution", "LayerActivations", "LimeImage", "LimeTabular", "LimeText",
+    "Model", "Occlusion", "OnnxModel", "PartialDependence", "PermutationImportance", "Rise", "ScoreCam",
+    "ShapleySampling", "TensorSpec", "UnitAblation", "errors", "graph", "jobs", "latent_traversal", "load", "masks",
+    "metrics", "partial_dependence", "report", "sensitivity_map", "summarize", "summary",
+)
+
+
+def test_every_earlier_public_name_is_still_there():
+    import converters  # noqa: F401 - the converters stay a top-level package
+
+    assert [name for name in FIRST_PUBLIC_NAMES if not hasattr(agnostic_explain, name)] == []
+    assert set(FIRST_PUBLIC_NAMES) <= set(agnostic_explain.__all__)
+    assert callable(agnostic_explain.report.write_report) and callable(agnostic_explain.summary.summarize_explanation)
