@@ -18,7 +18,8 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..graph import fuse as graph_fuse
-from .batching import Feeds, to_model_layout, evaluate
+from .batching import evaluate
+from .feeds import Feeds, to_model_layout
 from .binding import Resident
 from .targets import Target, target_reducer
 
@@ -122,7 +123,7 @@ def _fused_model(model, input: str, output: str, blend: Blend, output_transform,
 class FusedFeeds:
     """The fused model's feeds: resident rows, fill and segments; compact masks per batch.
 
-    Stands in for :class:`~agnostic_explain.runtime.batching.Feeds` in the batching loop.
+    Stands in for :class:`~agnostic_explain.runtime.feeds.Feeds` in the batching loop.
     """
 
     def __init__(self, base: Feeds, blend: Blend, positions: np.ndarray | None):
