@@ -1,0 +1,311 @@
+"""TreeSHAP on the tree ensemble inside an ONNX model: exact Shapley values without sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..graph.trees import TreeModel, read_trees
+from . import tree_paths
+from .base import Explainer, Problem
+
+PERTURBATIONS = ("tree_path_dependent", "interventional")
+MODEL_OUTPUTS = ("raw", "probability")
+#: relative disagreement tolerated between a node's cover and the sum of its children's
+COVER_RTOL = 1e-3
+
+
+class TreeShap(Explainer):
+    """Exact SHAP values of a tree ensemble read from the ONNX graph (Lundberg et al. 2020).
+
+    The trees are read from the model's ``ai.onnx.ml`` tree ensemble node (see
+    :mod:`agnostic_explain.graph.trees`) and explained in numpy, all rows and all root-to-leaf
+    paths at once (see :mod:`agnostic_explain.explainers.tree_paths`); ONNX Runtime runs only
+    once, on the explained rows, to resolve the target. Per-feature steps before the trees
+    (scalers, imputers, casts) fold through: a feature's value is its raw input's.
+
+    Parameters
+    ----------
+    model : str, bytes, onnx.ModelProto or Model
+        An ONNX model whose explained output comes from one tree ensemble.
+    background : array_like of shape (n_background, n_features), optional
+        Required by ``feature_perturbation="interventional"``; ignored otherwise.
+    feature_perturbation : {"tree_path_dependent", "interventional"}
+        "tree_path_dependent" follows the training cover stored in ``nodes_hitrates`` (see
+        :func:`converters.tree_cover.with_cover`) where a feature is missing;
+        "interventional" averages over the background rows instead.
+    model_output : {"raw", "probability"}
+        "raw" explains the score before the tree ensemble's post-transform (shap's default:
+        log-odds for boosted classifiers); "probability" (interventional only) explains the
+        output after a logistic post-transform, each background row's margin values rescaled
+        so that they add up to the probability difference, as ``shap.TreeExplainer`` does.
+
+    Notes
+    -----
+    ``base_values`` is the expected value (of the raw score, or the probability) for each
+    row's target and ``values`` sum to the explained score minus it, per row.
+    ``extras`` holds ``expected_value`` and ``score`` (the explained raw score or probability,
+    n_rows), and ``interactions`` (n_rows, n_features, n_features) after
+    ``explain(..., interactions=True)`` (path-dependent only; the diagonal holds main effects).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from onnx import helper, TensorProto
+    >>> node = helper.make_node(
+    ...     "TreeEnsembleRegressor", ["x"], ["y"], domain="ai.onnx.ml", n_targets=1,
+    ...     nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
+    ...     nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"], nodes_values=[0.5, 0.0, 0.0],
+    ...     nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0], nodes_hitrates=[4.0, 1.0, 3.0],
+    ...     target_treeids=[0, 0], target_nodeids=[1, 2], target_ids=[0, 0], target_weights=[1.0, 5.0])
+    >>> graph = helper.make_graph([node], "stump", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])],
+    ...                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])])
+    >>> proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    >>> explanation = TreeShap(proto).explain(np.array([[1.0]], np.float32), target=0)
+    >>> float(explanation.base_values[0]), float(explanation.values[0, 0])
+    (4.0, 1.0)
+    """
+
+    method = "tree_shap"
+
+    def __init__(self, model, background=None, feature_perturbation="tree_path_dependent", model_output="raw"):
+        super().__init__(model)
+        self.background = background
+        self.feature_perturbation = feature_perturbation
+        self.model_output = model_output
+        self._interactions = False
+
+    def _params(self) -> dict:
+        background = None if self.background is None else f"{np.shape(self.background)[0]} rows"
+        return {"feature_perturbation": self.feature_perturbation, "model_output": self.model_output,
+                "background": background}
+
+    def explain(self, x, target="predicted", *, interactions=False, **options):
+        """As :meth:`Explainer.explain`; ``interactions=True`` adds ``extras["interactions"]``."""
+        self._interactions = bool(interactions)
+        return super().explain(x, target, **options)
+
+    def _check(self, rows: np.ndarray) -> None:
+        if self.feature_perturbation not in PERTURBATIONS:
+            raise ParameterError(f"feature_perturbation must be one of {PERTURBATIONS}, "
+                                 f"got {self.feature_perturbation!r}")
+        if self.model_output not in MODEL_OUTPUTS:
+            raise ParameterError(f"model_output must be one of {MODEL_OUTPUTS}, got {self.model_output!r}")
+        interventional = self.feature_perturbation == "interventional"
+        if self.model_output == "probability" and not interventional:
+            raise ParameterError(
+                "model_output='probability' needs feature_perturbation='interventional' (with a background): "
+                "path-dependent values explain the raw score only"
+            )
+        if getattr(self, "_interactions", False) and interventional:
+            raise ParameterError("interactions=True needs feature_perturbation='tree_path_dependent'")
+        if rows.ndim != 2:
+            raise ParameterError(f"x: TreeShap explains rows of features, shape (n_rows, n_features); "
+                                 f"got shape {rows.shape}")
+        trees = self._trees(None)
+        if interventional:
+            self._background(rows)
+        elif _cover(trees) is None:
+            raise ParameterError(
+                "feature_perturbation='tree_path_dependent' needs the training cover of every node, and this "
+                "model's nodes_hitrates holds none (converters write 1.0; converters.tree_cover.with_cover "
+                "copies it from the native model); or pass feature_perturbation='interventional' with a background"
+            )
+        if self.model_output == "probability" and trees.transform not in ("identity", "logistic"):
+            raise ParameterError(
+                f"model_output='probability' supports a logistic post-transform (or none), not {trees.transform}; "
+                "explain model_output='raw', or use KernelShap with output_transform"
+            )
+
+    def _trees(self, output) -> TreeModel:
+        cache = self.__dict__.setdefault("_read", {})
+        if output not in cache:
+            model = self._loaded()
+            if getattr(model, "proto", None) is None:
+                raise ParameterError(f"model: TreeShap reads the trees of an ONNX model; got {type(model).__name__}")
+            cache[output] = read_trees(model, output)
+        return cache[output]
+
+    def _background(self, rows: np.ndarray):
+        if self.background is None:
+            raise ParameterError("background is required by feature_perturbation='interventional': pass rows of "
+                                 f"shape (n_background, {rows.shape[1]})")
+        values = np.asarray(getattr(self.background, "rows", self.background))
+        weights = getattr(self.background, "weights", None)
+        if values.ndim == 1:
+            values = values[None]
+        if values.ndim != 2 or values.shape[1] != rows.shape[1] or len(values) == 0:
+            raise ParameterError(f"background of shape {values.shape} does not match the explained rows: expected "
+                                 f"(n_background, {rows.shape[1]})")
+        weights = np.full(len(values), 1.0 / len(values)) if weights is None else np.asarray(weights, float)
+        return values.astype(rows.dtype), weights / weights.sum()
+
+    def _attribute(self, problem: Problem) -> np.ndarray:
+        if problem.target.function is not None or problem.output_transform is not None:
+            raise ParameterError("target: TreeShap explains one output column per row (an int, a list or "
+                                 "'predicted'), raw or with model_output='probability', not output_transform")
+        trees = self._trees(problem.output)
+        rows = problem.rows
+        columns = problem.target.positions(problem.output_shape)
+        tree_rows = trees.prefix(rows)
+        paths = tree_paths.decompose(trees, _cover(trees) if self.feature_perturbation != "interventional" else None)
+        background = None
+        if self.feature_perturbation == "interventional":
+            values, weights = self._background(rows)
+            background = (tree_paths.failures(trees, paths, trees.prefix(values)), weights, values)
+        raw = trees.raw(rows)[np.arange(len(rows)), columns]
+        attributions = np.zeros(rows.shape, dtype=np.float64)
+        expected = np.zeros(len(rows))
+        interactions = np.zeros(rows.shape + rows.shape[1:]) if self._interactions else None
+        for column in np.unique(columns):
+            chosen = np.flatnonzero(columns == column)
+            target, scale = trees.source[column], trees.scale[column]
+            if self.model_output == "probability" and trees.transform == "logistic":
+                values, base = _probability(trees, paths, tree_rows[chosen], background, column, raw[chosen])
+            else:
+                values, base, pairs = _raw(trees, paths, tree_rows[chosen], background, target, self._interactions)
+                values, base = scale * values, scale * base + trees.offset[column]
+                if pairs is not None:
+                    interactions[chosen] = scale * pairs
+            attributions[chosen] = values
+            expected[chosen] = base
+        score = raw if self.model_output == "raw" else trees.output(trees.raw(rows))[np.arange(len(rows)), columns]
+        problem.base_values = expected
+        problem.extras.update(expected_value=expected, score=score)
+        if interactions is not None:
+            problem.extras["interactions"] = interactions.astype(np.float32)
+        return attributions.astype(np.float32)
+
+
+def _cover(trees: TreeModel) -> np.ndarray | None:
+    """The nodes' cover, or None when ``nodes_hitrates`` is missing or is not a training cover."""
+    cover = trees.cover
+    if cover is None or not (cover[trees.roots] > 0).all():
+        return None
+    internal = trees.internal
+    children = cover[trees.true_child[internal]] + cover[trees.false_child[internal]]
+    if not np.allclose(children, cover[internal], rtol=COVER_RTOL, atol=0):
+        return None
+    return cover
+
+
+def _raw(trees, paths, rows, background, target, interactions):
+    """Values (n_rows, n_features), the expected value, and interactions (or None) for one raw target."""
+    keep = paths.value[:, target] != 0
+    chosen = paths.take(keep)
+    leaf = chosen.value[:, target]
+    n_features = rows.shape[1]
+    if background is None:
+        expected = trees.base[target] + leaf @ chosen.reach
+        game = _path_dependent_game(chosen)
+    else:
+        patterns, weights = background[0][keep], background[1]
+        expected = trees.base[target] + leaf @ ((patterns == 0) @ weights)
+        game = _interventional_game(patterns, weights, chosen)
+    values = _sum_games(chosen, leaf, tree_paths.failures(trees, chosen, rows), game, n_features)
+    pairs = _interactions(chosen, leaf, tree_paths.failures(trees, chosen, rows), values) if interactions else None
+    return values, expected, pairs
+
+
+def _probability(trees, paths, rows, background, column, score):
+    """Probability values: margin values per background row, rescaled to the probability difference."""
+    patterns, weights, values = background
+    target, scale = trees.source[column], trees.scale[column]
+    margins = trees.raw(values)[:, column]
+    keep = paths.value[:, target] != 0
+    chosen = paths.take(keep)
+    leaf = scale * chosen.value[:, target]
+    failed = tree_paths.failures(trees, chosen, rows)
+    total = np.zeros(rows.shape)
+    probability = 1.0 / (1.0 + np.exp(-margins))
+    row_probability = 1.0 / (1.0 + np.exp(-score))
+    for index, weight in enumerate(weights):
+        game = _interventional_game(patterns[keep][:, index:index + 1], np.ones(1), chosen)
+        margin_values = _sum_games(chosen, leaf, failed, game, rows.shape[1])
+        difference = score - margins[index]
+        safe = np.where(difference == 0, 1.0, difference)
+        factor = np.where(difference == 0, 1.0, (row_probability - probability[index]) / safe)
+        total += weight * factor[:, None] * margin_values
+    return total, float(weights @ probability)
+
+
+def _path_dependent_game(paths):
+    def game(group, patterns):
+        return tree_paths.path_dependent_values(paths.zero[group][:, : paths.count[group][0]], patterns)
+
+    return game
+
+
+def _interventional_game(background_patterns, weights, paths):
+    def game(group, patterns):
+        d = int(paths.count[group][0])
+        columns = background_patterns[group]
+        share = np.broadcast_to(weights, columns.shape)
+        if (1 << d) < columns.shape[1]:  # fewer patterns than background rows: a histogram of them
+            histogram = np.zeros((len(group), 1 << d))
+            np.add.at(histogram, (np.arange(len(group))[:, None], columns.astype(np.int64)), share)
+            columns, share = np.broadcast_to(np.arange(1 << d), histogram.shape), histogram
+        return tree_paths.interventional_values(columns, share, patterns, d)
+
+    return game
+
+
+def _sum_games(paths, leaf, failed, game, n_features):
+    """Sum each path's game values at the rows' patterns into (n_rows, n_features)."""
+    n_rows = failed.shape[1]
+    values = np.zeros((n_rows, n_features))
+    for d in np.unique(paths.count):
+        if d == 0:
+            continue
+        group = np.flatnonzero(paths.count == d)
+        features = paths.feature[group, :d].reshape(-1)
+        order = np.argsort(features, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(features[order]) != 0])
+        present = features[order][starts]
+        patterns = failed[group]
+        table_bytes = len(group) * (1 << d) * d * 8
+        if (1 << d) <= n_rows and table_bytes <= tree_paths.TABLE_BYTES:
+            every = np.broadcast_to(np.arange(1 << d, dtype=patterns.dtype), (len(group), 1 << d))
+            table = tree_paths.chunked(lambda a, b: game(group[a:b], every[a:b]), len(group), (1 << d) * d * d)
+            table = (table * leaf[group, None, None]).reshape(len(group) * (1 << d), d)
+            offsets = np.arange(len(group)) * (1 << d)
+            step = max(1, tree_paths.CHUNK // (len(group) * d))
+            for start in range(0, n_rows, step):
+                index = patterns[:, start:start + step].T + offsets
+                gathered = np.take(table, index, axis=0).reshape(index.shape[0], -1)
+                values[start:start + step, present] += np.add.reduceat(gathered[:, order], starts, axis=1)
+        else:
+            step = max(1, tree_paths.CHUNK // (len(group) * d * d))
+            for start in range(0, n_rows, step):
+                block = tree_paths.chunked(lambda a, b: game(group[a:b], patterns[a:b, start:start + step]),
+                                           len(group), min(step, n_rows) * d * d)
+                block = (block * leaf[group, None, None]).transpose(1, 0, 2).reshape(block.shape[1], -1)
+                values[start:start + step, present] += np.add.reduceat(block[:, order], starts, axis=1)
+    return values
+
+
+def _interactions(paths, leaf, failed, values):
+    """Interaction values (n_rows, n_features, n_features); the diagonal completes each row of ``values``."""
+    n_rows, n_features = values.shape
+    pairs = np.zeros((n_rows, n_features * n_features))
+    for d in np.unique(paths.count):
+        if d < 2:
+            continue
+        group = np.flatnonzero(paths.count == d)
+        features = paths.feature[group, :d]
+        index = (features[:, :, None] * n_features + features[:, None, :]).reshape(-1)
+        order = np.argsort(index, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(index[order]) != 0])
+        present = index[order][starts]
+        step = max(1, tree_paths.CHUNK // (len(group) * d ** 3))
+        for start in range(0, n_rows, step):
+            block = tree_paths.chunked(
+                lambda a, b: tree_paths.path_dependent_interactions(paths.zero[group[a:b], :d],
+                                                                    failed[group[a:b], start:start + step]),
+                len(group), min(step, n_rows) * d ** 3)
+            block = (block * leaf[group, None, None, None]).transpose(1, 0, 2, 3).reshape(block.shape[1], -1)
+            pairs[start:start + step, present] += np.add.reduceat(block[:, order], starts, axis=1)
+    pairs = pairs.reshape(n_rows, n_features, n_features)
+    diagonal = np.arange(n_features)
+    pairs[:, diagonal, diagonal] = values - pairs.sum(axis=2)
+    return pairs
