@@ -78,7 +78,9 @@ def _native_trees(model) -> list[dict]:
         return _native_trees(model.steps[-1][1])
     if module.startswith("xgboost"):
         booster = model.get_booster() if hasattr(model, "get_booster") else model
-        return [_xgboost_tree(json.loads(text)) for text in booster.get_dump(dump_format="json", with_stats=True)]
+        names = list(booster.feature_names or [])
+        return [_xgboost_tree(json.loads(text), names)
+                for text in booster.get_dump(dump_format="json", with_stats=True)]
     if module.startswith("lightgbm"):
         booster = model.booster_ if hasattr(model, "booster_") else model
         return [_lightgbm_tree(info["tree_structure"]) for info in booster.dump_model()["tree_info"]]
@@ -100,7 +102,8 @@ def _sklearn_tree(tree) -> dict:
 
 def _hist_tree(nodes) -> dict:
     leaf = nodes["is_leaf"].astype(bool)
-    return dict(left=np.where(leaf, -1, nodes["left"]), right=np.where(leaf, -1, nodes["right"]),
+    left, right = nodes["left"].astype(np.int64), nodes["right"].astype(np.int64)
+    return dict(left=np.where(leaf, -1, left), right=np.where(leaf, -1, right),
                 feature=nodes["feature_idx"], cover=nodes["count"].astype(np.float64), root=0)
 
 
@@ -121,15 +124,20 @@ def _flatten(root, children, cover, feature) -> dict:
                 cover=np.array([cover(node) for node in nodes], dtype=np.float64), root=0)
 
 
-def _xgboost_tree(root) -> dict:
+def _xgboost_tree(root, names) -> dict:
     def children(node):
         if "children" not in node:
             return []
         by_id = {child["nodeid"]: child for child in node["children"]}
         return [by_id[node["yes"]], by_id[node["no"]]]
 
-    return _flatten(root, children, lambda node: node["cover"],
-                    lambda node: int(str(node.get("split", "f-1")).lstrip("f")) if "split" in node else -1)
+    def feature(node):
+        if "split" not in node:
+            return -1
+        split = str(node["split"])
+        return names.index(split) if split in names else int(split.lstrip("f"))
+
+    return _flatten(root, children, lambda node: node["cover"], feature)
 
 
 def _lightgbm_tree(root) -> dict:
