@@ -93,7 +93,7 @@ class TreeModel:
 
     def decisions(self, rows: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         """Whether each row takes the true branch at each node: bool array (len(nodes), n_rows)."""
-        return _taken(self, nodes[:, None], rows[:, self.feature[nodes]].T)
+        return _taken(self, nodes, rows[:, self.feature[nodes]].T)
 
     def leaves(self, rows: np.ndarray) -> np.ndarray:
         """The leaf each row reaches in each tree: int array (n_rows, n_trees)."""
@@ -118,20 +118,26 @@ class TreeModel:
         return apply_transform(self.transform, raw)
 
 
+COMPARISONS = {0: np.less_equal, 1: np.less, 2: np.greater_equal, 3: np.greater, 4: np.equal, 5: np.not_equal}
+
+
 def _taken(model: TreeModel, nodes: np.ndarray, values: np.ndarray) -> np.ndarray:
-    nodes = np.broadcast_to(nodes, values.shape)
-    thresholds, mode = model.threshold[nodes], model.mode[nodes]
+    """Whether ``values[i]`` (a scalar or a row of values) takes the true branch of ``nodes[i]``."""
+    mode = model.mode[nodes]
+    trailing = (slice(None),) + (None,) * (values.ndim - 1)
+    taken = np.zeros(values.shape, dtype=bool)
     with np.errstate(invalid="ignore"):
-        taken = np.select(
-            [mode == 0, mode == 1, mode == 2, mode == 3, mode == 4, mode == 5],
-            [values <= thresholds, values < thresholds, values >= thresholds, values > thresholds,
-             values == thresholds, values != thresholds], default=False,
-        )
-    member = mode == 6
-    for node in np.unique(nodes[member]):
-        chosen = member & (nodes == node)
-        taken[chosen] = np.isin(values[chosen], model.members[int(node)])
-    return taken | (model.missing_true[nodes] & np.isnan(values))
+        for code in np.unique(mode):
+            chosen = np.flatnonzero(mode == code)
+            if code in COMPARISONS:
+                taken[chosen] = COMPARISONS[code](values[chosen], model.threshold[nodes[chosen]][trailing])
+            elif code == 6:
+                for position in chosen:
+                    taken[position] = np.isin(values[position], model.members[int(nodes[position])])
+    missing = model.missing_true[nodes]
+    if missing.any():
+        taken |= missing[trailing] & np.isnan(values)
+    return taken
 
 
 def apply_transform(transform: str, raw: np.ndarray) -> np.ndarray:
@@ -340,17 +346,26 @@ def _read_v3(node, attributes) -> dict:
     tree_ids = np.asarray(attributes["nodes_treeids"], dtype=np.int64)
     node_ids = np.asarray(attributes["nodes_nodeids"], dtype=np.int64)
     n = len(node_ids)
-    index = {(int(t), int(i)): k for k, (t, i) in enumerate(zip(tree_ids, node_ids))}
-    modes = [m.decode() if isinstance(m, bytes) else m for m in attributes["nodes_modes"]]
-    unknown = sorted(set(modes) - set(MODES))
+    span = int(node_ids.max(initial=0)) + 1
+    keys = tree_ids * span + node_ids
+    order = np.argsort(keys, kind="stable")
+
+    def lookup(trees_of, ids):
+        wanted = np.asarray(trees_of, dtype=np.int64) * span + np.asarray(ids, dtype=np.int64)
+        found = order[np.clip(np.searchsorted(keys[order], wanted), 0, len(keys) - 1)]
+        if len(wanted) and not (keys[found] == wanted).all():
+            raise ParameterError("model: a tree node refers to a node id its tree does not have")
+        return found
+    names, codes = np.unique(np.asarray(attributes["nodes_modes"], dtype=object), return_inverse=True)
+    names = [name.decode() if isinstance(name, bytes) else name for name in names]
+    unknown = sorted(set(names) - set(MODES))
     if unknown:
         raise ParameterError(f"model: nodes_modes {unknown} are not ONNX branch rules; expected {sorted(MODES)}")
-    mode = np.array([MODES[m] for m in modes], dtype=np.int8)
+    mode = np.array([MODES[name] for name in names], dtype=np.int8)[codes.reshape(-1)]
 
     def child(ids):
-        ids = np.asarray(ids, dtype=np.int64)
-        return np.array([index[(int(t), int(c))] if m >= 0 else -1 for t, c, m in zip(tree_ids, ids, mode)],
-                        dtype=np.int64)
+        ids = np.where(mode >= 0, np.asarray(ids, dtype=np.int64), node_ids)
+        return np.where(mode >= 0, lookup(tree_ids, ids), -1)
 
     classifier = node.op_type == "TreeEnsembleClassifier"
     prefix = "class" if classifier else "target"
@@ -370,7 +385,7 @@ def _read_v3(node, attributes) -> dict:
         n_targets = 1
         base = base[1:2] if len(base) == 2 else base[:1]
     leaf_values = np.zeros((n, n_targets))
-    rows = np.array([index[(int(t), int(i))] for t, i in zip(leaf_trees, leaf_nodes)], dtype=np.int64)
+    rows = lookup(leaf_trees, leaf_nodes)
     np.add.at(leaf_values, (rows, targets), weights)
     roots = _roots(tree_ids, node_ids, child(attributes["nodes_truenodeids"]),
                    child(attributes["nodes_falsenodeids"]), mode)
