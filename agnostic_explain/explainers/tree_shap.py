@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ..errors import ParameterError
@@ -11,6 +14,8 @@ from .base import Explainer, Problem
 
 PERTURBATIONS = ("tree_path_dependent", "interventional")
 MODEL_OUTPUTS = ("raw", "probability")
+#: worker threads for blocks of rows
+THREADS = min(4, os.cpu_count() or 1)
 #: relative disagreement tolerated between a node's cover and the sum of its children's
 COVER_RTOL = 1e-3
 
@@ -204,8 +209,8 @@ def _raw(trees, paths, rows, background, target, interactions):
         patterns, weights = background[0][keep], background[1]
         expected = trees.base[target] + leaf @ ((patterns == 0) @ weights)
         game = _interventional_game(patterns, weights, chosen)
-    values = _sum_games(chosen, leaf, tree_paths.failures(trees, chosen, rows), game, n_features)
-    pairs = _interactions(chosen, leaf, tree_paths.failures(trees, chosen, rows), values) if interactions else None
+    values = _sum_games(trees, chosen, leaf, rows, game, n_features)
+    pairs = _interactions(trees, chosen, leaf, rows, values) if interactions else None
     return values, expected, pairs
 
 
@@ -217,13 +222,12 @@ def _probability(trees, paths, rows, background, column, score):
     keep = paths.value[:, target] != 0
     chosen = paths.take(keep)
     leaf = scale * chosen.value[:, target]
-    failed = tree_paths.failures(trees, chosen, rows)
     total = np.zeros(rows.shape)
     probability = 1.0 / (1.0 + np.exp(-margins))
     row_probability = 1.0 / (1.0 + np.exp(-score))
     for index, weight in enumerate(weights):
         game = _interventional_game(patterns[keep][:, index:index + 1], np.ones(1), chosen)
-        margin_values = _sum_games(chosen, leaf, failed, game, rows.shape[1])
+        margin_values = _sum_games(trees, chosen, leaf, rows, game, rows.shape[1])
         difference = score - margins[index]
         safe = np.where(difference == 0, 1.0, difference)
         factor = np.where(difference == 0, 1.0, (row_probability - probability[index]) / safe)
@@ -252,39 +256,56 @@ def _interventional_game(background_patterns, weights, paths):
     return game
 
 
-def _sum_games(paths, leaf, failed, game, n_features):
-    """Sum each path's game values at the rows' patterns into (n_rows, n_features)."""
-    n_rows = failed.shape[1]
-    values = np.zeros((n_rows, n_features))
+def _sum_games(trees, paths, leaf, rows, game, n_features):
+    """Sum each path's game values at the rows' failure patterns into (n_rows, n_features).
+
+    A path group whose ``2**d`` patterns are fewer than the rows gets a table first; the rows
+    are then cut into blocks, each run in a worker thread (numpy releases the GIL).
+    """
+    n_rows = len(rows)
+    groups = []
     for d in np.unique(paths.count):
         if d == 0:
             continue
         group = np.flatnonzero(paths.count == d)
         present, reduce = _reducer(paths.feature[group, :d].reshape(-1))
-        patterns = failed[group]
-        table_bytes = len(group) * (1 << d) * d * 8
-        if (1 << d) <= n_rows and table_bytes <= tree_paths.TABLE_BYTES:
-            every = np.broadcast_to(np.arange(1 << d, dtype=patterns.dtype), (len(group), 1 << d))
+        table = None
+        if (1 << d) <= n_rows and len(group) * (1 << d) * d * 8 <= tree_paths.TABLE_BYTES:
+            every = np.broadcast_to(np.arange(1 << d, dtype=np.uint32), (len(group), 1 << d))
             table = tree_paths.chunked(lambda a, b: game(group[a:b], every[a:b]), len(group), (1 << d) * d * d)
             table = (table * leaf[group, None, None]).reshape(len(group) * (1 << d), d)
-            offsets = np.arange(len(group)) * (1 << d)
-            step = max(1, tree_paths.CHUNK // (len(group) * d))
-            for start in range(0, n_rows, step):
-                index = patterns[:, start:start + step].T + offsets
-                values[start:start + step, present] += reduce(np.take(table, index, axis=0).reshape(len(index), -1))
-        else:
-            step = max(1, tree_paths.CHUNK // (len(group) * d * d))
-            for start in range(0, n_rows, step):
-                block = tree_paths.chunked(lambda a, b: game(group[a:b], patterns[a:b, start:start + step]),
-                                           len(group), min(step, n_rows) * d * d)
-                block = (block * leaf[group, None, None]).transpose(1, 0, 2).reshape(block.shape[1], -1)
-                values[start:start + step, present] += reduce(block)
-    return values
+        groups.append((d, group, present, reduce, table, np.arange(len(group)) * (1 << d)))
+
+    def block(start):
+        stop = min(start + step, n_rows)
+        failed = tree_paths.failures(trees, paths, rows[start:stop])
+        values = np.zeros((stop - start, n_features))
+        for d, group, present, reduce, table, offsets in groups:
+            patterns = failed[group]
+            if table is not None:
+                index = patterns.T + offsets
+                values[:, present] += reduce(np.take(table, index, axis=0).reshape(len(index), -1))
+                continue
+            inner = max(1, tree_paths.CHUNK // (len(group) * d * d))
+            for first in range(0, stop - start, inner):
+                part = patterns[:, first:first + inner]
+                found = tree_paths.chunked(lambda a, b: game(group[a:b], part[a:b]), len(group), part.shape[1] * d * d)
+                found = (found * leaf[group, None, None]).transpose(1, 0, 2).reshape(part.shape[1], -1)
+                values[first:first + inner, present] += reduce(found)
+        return values
+
+    step = max(8, tree_paths.CHUNK // max(1, len(paths.count) * paths.feature.shape[1]))
+    starts = range(0, n_rows, step)
+    if len(starts) == 1 or THREADS == 1:
+        return np.concatenate([block(start) for start in starts]) if n_rows else np.zeros((0, n_features))
+    with ThreadPoolExecutor(THREADS) as pool:
+        return np.concatenate(list(pool.map(block, starts)))
 
 
-def _interactions(paths, leaf, failed, values):
+def _interactions(trees, paths, leaf, rows, values):
     """Interaction values (n_rows, n_features, n_features); the diagonal completes each row of ``values``."""
     n_rows, n_features = values.shape
+    failed = tree_paths.failures(trees, paths, rows)
     pairs = np.zeros((n_rows, n_features * n_features))
     for d in np.unique(paths.count):
         if d < 2:

@@ -93,7 +93,7 @@ class TreeModel:
 
     def decisions(self, rows: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         """Whether each row takes the true branch at each node: bool array (len(nodes), n_rows)."""
-        return _taken(self, nodes, rows[:, self.feature[nodes]].T)
+        return _taken(self, nodes, np.ascontiguousarray(rows.T)[self.feature[nodes]])
 
     def leaves(self, rows: np.ndarray) -> np.ndarray:
         """The leaf each row reaches in each tree: int array (n_rows, n_trees)."""
