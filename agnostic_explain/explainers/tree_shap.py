@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..graph.trees import TreeModel, read_trees
+from ..runtime.batching import Feeds
 from . import tree_paths
 from .base import Explainer, Problem
 
@@ -90,6 +91,14 @@ class TreeShap(Explainer):
         self._interactions = bool(interactions)
         return super().explain(x, target, **options)
 
+    def _prepare(self, x, input, fixed_inputs, output_transform):
+        """As the base class, but NaN is allowed: trees send missing values down a branch of their own."""
+        if output_transform is not None:
+            raise ParameterError(f"output_transform: TreeShap explains raw scores, or probabilities with "
+                                 f"model_output='probability'; got output_transform={output_transform!r}")
+        model = self._loaded()
+        return model, Feeds.prepare(model, x, input=input, fixed_inputs=fixed_inputs, check_finite=False)
+
     def _check(self, rows: np.ndarray) -> None:
         if self.feature_perturbation not in PERTURBATIONS:
             raise ParameterError(f"feature_perturbation must be one of {PERTURBATIONS}, "
@@ -146,9 +155,9 @@ class TreeShap(Explainer):
         return values.astype(rows.dtype), weights / weights.sum()
 
     def _attribute(self, problem: Problem) -> np.ndarray:
-        if problem.target.function is not None or problem.output_transform is not None:
+        if problem.target.function is not None:
             raise ParameterError("target: TreeShap explains one output column per row (an int, a list or "
-                                 "'predicted'), raw or with model_output='probability', not output_transform")
+                                 "'predicted'), not a callable")
         trees = self._trees(problem.output)
         rows = problem.rows
         columns = problem.target.positions(problem.output_shape)
