@@ -66,7 +66,8 @@ class TreeShap(Explainer):
     ...     target_treeids=[0, 0], target_nodeids=[1, 2], target_ids=[0, 0], target_weights=[1.0, 5.0])
     >>> graph = helper.make_graph([node], "stump", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])],
     ...                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])])
-    >>> proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    >>> proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)],
+    ...                           ir_version=9)
     >>> explanation = TreeShap(proto).explain(np.array([[1.0]], np.float32), target=0)
     >>> float(explanation.base_values[0]), float(explanation.values[0, 0])
     (4.0, 1.0)
