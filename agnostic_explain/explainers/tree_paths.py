@@ -132,7 +132,8 @@ def decompose(trees, cover: np.ndarray | None) -> Paths:
 def failures(trees, paths: Paths, rows: np.ndarray) -> np.ndarray:
     """Each path's failed-feature bits for each row: (n_paths, n_rows) integers."""
     taken = trees.decisions(rows, paths.internal)
-    dtype = np.uint16 if paths.feature.shape[1] <= 16 else np.uint32
+    width = paths.feature.shape[1]
+    dtype = np.uint8 if width <= 8 else (np.uint16 if width <= 16 else np.uint32)
     stacked = np.concatenate([~taken, taken, np.zeros((1, len(rows)), bool)]).astype(dtype)
     pattern = np.zeros((len(paths.count), len(rows)), dtype)
     for k in range(paths.edge.shape[1]):

@@ -337,17 +337,21 @@ def _interactions(trees, paths, leaf, rows, values):
     return pairs
 
 
-#: up to this many distinct features, summing columns by feature is a matrix product
-DENSE_REDUCE = 48
-
-
 def _reducer(features: np.ndarray):
-    """The distinct ``features`` and a function summing the columns of (n_rows, len(features)) per feature."""
+    """The distinct ``features`` and a function summing the columns of (n_rows, len(features)) per feature.
+
+    One ``bincount`` over the block (a single pass, float64 sums); its index for a block height
+    is built once.
+    """
     present, inverse = np.unique(features, return_inverse=True)
-    if len(present) <= DENSE_REDUCE:
-        onehot = np.zeros((len(features), len(present)))
-        onehot[np.arange(len(features)), inverse] = 1.0
-        return present, lambda block: block @ onehot
-    order = np.argsort(inverse, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
-    return present, lambda block: np.add.reduceat(block[:, order], starts, axis=1)
+    width = len(present)
+    cache = {}
+
+    def reduce(block):
+        height = len(block)
+        if height not in cache:
+            cache.clear()
+            cache[height] = (np.arange(height)[:, None] * width + inverse[None, :]).reshape(-1)
+        return np.bincount(cache[height], weights=block.reshape(-1), minlength=height * width).reshape(height, width)
+
+    return present, reduce
