@@ -34,14 +34,15 @@ import platform
 import sys
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import agnostic_explain as ae  # noqa: E402
-from agnostic_explain.explainers.tree_shap import TreeShap  # noqa: E402
+import agnostic_explain as ae
+from agnostic_explain.explainers.tree_shap import TreeShap
 
 OUT = Path(__file__).resolve().parent / "results" / "tree_shap"
 N_FEATURES, N_TRAIN, BACKGROUND = 12, 6000, 100
@@ -93,7 +94,7 @@ def timed(function):
     return time.perf_counter() - began, result
 
 
-def shap_values(explainer, rows, binary):
+def shap_values(explainer, rows):
     values = np.asarray(explainer.shap_values(rows, check_additivity=False))
     return values[..., 1] if values.ndim == 3 else values
 
@@ -121,19 +122,19 @@ def run_case(name, native, proto, rows_options, repeats):
             scale = n_rows / len(shap_rows)
             ours_times, theirs_times = [], []
             for _ in range(repeats if n_rows <= 2000 else LARGE_REPEATS):
-                seconds, ours = timed(lambda: ours_explainer.explain(rows, target=target))
+                seconds, ours = timed(partial(ours_explainer.explain, rows, target=target))
                 ours_times.append(seconds)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    seconds, theirs = timed(lambda: shap_values(theirs_explainer, shap_rows, binary))
+                    seconds, theirs = timed(partial(shap_values, theirs_explainer, shap_rows))
                 theirs_times.append(seconds * scale)
             error = np.abs(ours.values[: len(shap_rows)] - theirs).max() / np.abs(theirs).max()
             ratios = np.array(theirs_times) / np.array(ours_times)
-            results.append(dict(
-                model=name, perturbation=perturbation, rows=n_rows, ours_s=float(np.median(ours_times)),
-                shap_s=float(np.median(theirs_times)), ratio=float(np.median(ratios)),
-                shap_rows=len(shap_rows), max_relative_difference=float(error), pairs=len(ours_times),
-            ))
+            results.append({
+                "model": name, "perturbation": perturbation, "rows": n_rows, "ours_s": float(np.median(ours_times)),
+                "shap_s": float(np.median(theirs_times)), "ratio": float(np.median(ratios)),
+                "shap_rows": len(shap_rows), "max_relative_difference": float(error), "pairs": len(ours_times),
+            })
             print(json.dumps(results[-1]), flush=True)
     return results
 
@@ -148,13 +149,13 @@ def kernel_case(name, proto, repeats):
     for nsamples in ("auto", 512):
         times = []
         for seed in range(repeats):
-            seconds, explanation = timed(lambda: ae.KernelShap(model, background=background, nsamples=nsamples)
-                                         .explain(rows, target=0, random_state=seed))
+            explainer = ae.KernelShap(model, background=background, nsamples=nsamples)
+            seconds, explanation = timed(partial(explainer.explain, rows, target=0, random_state=seed))
             times.append(seconds)
         error = np.abs(explanation.values - exact.values).max() / np.abs(exact.values).max()
-        results.append(dict(model=name, nsamples=nsamples, rows=len(rows), kernel_s=float(np.median(times)),
-                            tree_s=float(exact.seconds), max_relative_error=float(error),
-                            exact=bool(explanation.extras.get("exact", False))))
+        results.append({"model": name, "nsamples": nsamples, "rows": len(rows), "kernel_s": float(np.median(times)),
+                            "tree_s": float(exact.seconds), "max_relative_error": float(error),
+                            "exact": bool(explanation.extras.get("exact", False))})
         print(json.dumps(results[-1]), flush=True)
     return results
 
@@ -163,11 +164,11 @@ def render(results, kernel, command) -> str:
     lines = [
         "# TreeShap against shap.TreeExplainer",
         "",
-        f"Command: `{command}`. Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
-        "(shared with other jobs while it ran, so single timings are noisy; the ratio is the median of "
-        "paired runs). Times in seconds, medians; ratio = shap / ours (above 1: TreeShap is faster). "
+        (f"Command: `{command}`. Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+         "(shared with other jobs while it ran, so single timings are noisy; the ratio is the median of "
+         "paired runs). Times in seconds, medians; ratio = shap / ours (above 1: TreeShap is faster). "
         "\"from 500\": shap timed on the first 500 rows and scaled to all of them (its cost is linear in the "
-        "rows). Difference: largest |ours - shap| over the largest |shap value| (on the rows shap explained).",
+        "rows). Difference: largest |ours - shap| over the largest |shap value| (on the rows shap explained)."),
         "",
         "| model | perturbation | rows | pairs | TreeShap (s) | shap (s) | ratio | difference |",
         "|---|---|---:|---:|---:|---:|---:|---:|",

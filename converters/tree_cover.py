@@ -96,15 +96,15 @@ def _native_trees(model) -> list[dict]:
 
 
 def _sklearn_tree(tree) -> dict:
-    return dict(left=tree.children_left, right=tree.children_right, feature=tree.feature,
-                cover=tree.weighted_n_node_samples.astype(np.float64), root=0)
+    return {"left": tree.children_left, "right": tree.children_right, "feature": tree.feature,
+                "cover": tree.weighted_n_node_samples.astype(np.float64), "root": 0}
 
 
 def _hist_tree(nodes) -> dict:
     leaf = nodes["is_leaf"].astype(bool)
     left, right = nodes["left"].astype(np.int64), nodes["right"].astype(np.int64)
-    return dict(left=np.where(leaf, -1, left), right=np.where(leaf, -1, right),
-                feature=nodes["feature_idx"], cover=nodes["count"].astype(np.float64), root=0)
+    return {"left": np.where(leaf, -1, left), "right": np.where(leaf, -1, right),
+                "feature": nodes["feature_idx"], "cover": nodes["count"].astype(np.float64), "root": 0}
 
 
 def _flatten(root, children, cover, feature) -> dict:
@@ -120,8 +120,8 @@ def _flatten(root, children, cover, feature) -> dict:
         kids = children(node)
         left.append(position[id(kids[0])] if kids else -1)
         right.append(position[id(kids[1])] if kids else -1)
-    return dict(left=np.array(left), right=np.array(right), feature=np.array([feature(node) for node in nodes]),
-                cover=np.array([cover(node) for node in nodes], dtype=np.float64), root=0)
+    return {"left": np.array(left), "right": np.array(right), "feature": np.array([feature(node) for node in nodes]),
+                "cover": np.array([cover(node) for node in nodes], dtype=np.float64), "root": 0}
 
 
 def _xgboost_tree(root, names) -> dict:

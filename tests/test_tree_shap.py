@@ -42,14 +42,14 @@ def _flatten(tree, tree_id, nodes):
     index = len(nodes)
     nodes.append(None)
     if tree[0] == "leaf":
-        nodes[index] = dict(tree=tree_id, mode="LEAF", feature=0, threshold=0.0, missing=0, cover=tree[2],
-                            true=0, false=0, value=tree[1])
+        nodes[index] = {"tree": tree_id, "mode": "LEAF", "feature": 0, "threshold": 0.0, "missing": 0, "cover": tree[2],
+                            "true": 0, "false": 0, "value": tree[1]}
         return index
     feature, mode, threshold, missing, cover, true, false = tree
     true_id = _flatten(true, tree_id, nodes)
     false_id = _flatten(false, tree_id, nodes)
-    nodes[index] = dict(tree=tree_id, mode=mode, feature=feature, threshold=threshold, missing=missing,
-                        cover=cover, true=true_id, false=false_id, value=None)
+    nodes[index] = {"tree": tree_id, "mode": mode, "feature": feature, "threshold": threshold, "missing": missing,
+                        "cover": cover, "true": true_id, "false": false_id, "value": None}
     return index
 
 
@@ -61,14 +61,14 @@ def hand_built(hitrates=True, base=0.25):
         _flatten(tree, tree_id, nodes)
         flat += [dict(node, id=i) for i, node in enumerate(nodes)]
     leaves = [node for node in flat if node["mode"] == "LEAF"]
-    attributes = dict(
-        n_targets=1, nodes_treeids=[n["tree"] for n in flat], nodes_nodeids=[n["id"] for n in flat],
-        nodes_featureids=[n["feature"] for n in flat], nodes_modes=[n["mode"] for n in flat],
-        nodes_values=[n["threshold"] for n in flat], nodes_truenodeids=[n["true"] for n in flat],
-        nodes_falsenodeids=[n["false"] for n in flat], nodes_missing_value_tracks_true=[n["missing"] for n in flat],
-        target_treeids=[n["tree"] for n in leaves], target_nodeids=[n["id"] for n in leaves],
-        target_ids=[0] * len(leaves), target_weights=[n["value"] for n in leaves], base_values=[base],
-    )
+    attributes = {
+        "n_targets": 1, "nodes_treeids": [n["tree"] for n in flat], "nodes_nodeids": [n["id"] for n in flat],
+        "nodes_featureids": [n["feature"] for n in flat], "nodes_modes": [n["mode"] for n in flat],
+        "nodes_values": [n["threshold"] for n in flat], "nodes_truenodeids": [n["true"] for n in flat],
+        "nodes_falsenodeids": [n["false"] for n in flat], "nodes_missing_value_tracks_true": [n["missing"] for n in flat],
+        "target_treeids": [n["tree"] for n in leaves], "target_nodeids": [n["id"] for n in leaves],
+        "target_ids": [0] * len(leaves), "target_weights": [n["value"] for n in leaves], "base_values": [base],
+    }
     if hitrates:
         attributes["nodes_hitrates"] = [n["cover"] for n in flat]
     node = helper.make_node("TreeEnsembleRegressor", ["x"], ["y"], domain="ai.onnx.ml", **attributes)
@@ -134,7 +134,7 @@ def rows():
 def test_path_dependent_matches_brute_force(rows):
     explanation = TreeShap(hand_built()).explain(rows, target=0, interactions=True)
     for row, values in zip(rows, explanation.values):
-        expected = brute_force(lambda s: sum(_path_dependent(t, row, s) for t in TREES), N_FEATURES)
+        expected = brute_force(lambda s, row=row: sum(_path_dependent(t, row, s) for t in TREES), N_FEATURES)
         np.testing.assert_allclose(values, expected, atol=1e-6)
     prior = 0.25 + sum(_path_dependent(t, rows[0], frozenset()) for t in TREES)
     np.testing.assert_allclose(explanation.base_values, prior, atol=1e-9)
@@ -181,7 +181,7 @@ def test_interventional_matches_brute_force(rows, opset):
     explanation = TreeShap(proto, background=background, feature_perturbation="interventional").explain(
         rows[:6], target=0)
     for row, values in zip(rows[:6], explanation.values):
-        def value(subset):
+        def value(subset, row=row):
             hybrid = background.copy()
             hybrid[:, list(subset)] = row[list(subset)]
             return np.mean([sum(_evaluate(t, r) for t in TREES) for r in hybrid])
@@ -237,12 +237,12 @@ def _build(name, x, signal, classes):
         return sklearn[name]()
     if name.startswith("xgboost"):
         xgboost = pytest.importorskip("xgboost")
-        options = dict(n_estimators=20, max_depth=3, random_state=0)
+        options = {"n_estimators": 20, "max_depth": 3, "random_state": 0}
         return {"xgboost-regressor": lambda: xgboost.XGBRegressor(**options).fit(x, signal),
                 "xgboost-binary": lambda: xgboost.XGBClassifier(**options).fit(x, signal > 0),
                 "xgboost-multiclass": lambda: xgboost.XGBClassifier(**options).fit(x, classes)}[name]()
     lightgbm = pytest.importorskip("lightgbm")
-    options = dict(n_estimators=20, num_leaves=8, random_state=0, verbose=-1)
+    options = {"n_estimators": 20, "num_leaves": 8, "random_state": 0, "verbose": -1}
     return {"lightgbm-regressor": lambda: lightgbm.LGBMRegressor(**options).fit(x, signal),
             "lightgbm-binary": lambda: lightgbm.LGBMClassifier(**options).fit(x, signal > 0),
             "lightgbm-multiclass": lambda: lightgbm.LGBMClassifier(**options).fit(x, classes)}[name]()

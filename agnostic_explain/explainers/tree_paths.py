@@ -69,7 +69,7 @@ class Paths:
     element: np.ndarray
     internal: np.ndarray
 
-    def take(self, keep: np.ndarray) -> "Paths":
+    def take(self, keep: np.ndarray) -> Paths:
         pick = (lambda array: None if array is None else array[keep])
         return Paths(self.value[keep], self.count[keep], self.feature[keep], pick(self.zero), pick(self.reach),
                      self.edge[keep], self.element[keep], self.internal)
@@ -212,7 +212,7 @@ def path_dependent_interactions(zero: np.ndarray, patterns: np.ndarray) -> np.nd
     return values * (1 - np.eye(d))
 
 
-_BIT_COUNTS = np.array([bin(value).count("1") for value in range(1 << 16)], dtype=np.int64)
+_BIT_COUNTS = np.array([value.bit_count() for value in range(1 << 16)], dtype=np.int64)
 
 
 def _popcount(patterns: np.ndarray) -> np.ndarray:
@@ -251,9 +251,3 @@ def interventional_values(background: np.ndarray, weights: np.ndarray, patterns:
     plus = (gain * weights) @ fails
     minus = (loss * weights) @ (1.0 - fails)
     return np.where(x_fails, -minus, plus)
-
-
-def chunked(function, n_paths: int, per_path: int):
-    """Run ``function(start, stop)`` over path chunks of about :data:`CHUNK` elements."""
-    step = max(1, CHUNK // max(per_path, 1))
-    return np.concatenate([function(start, min(start + step, n_paths)) for start in range(0, n_paths, step)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
@@ -297,7 +298,7 @@ def _sum_games(trees, paths, leaf, rows, game, n_features):
         table = None
         if (1 << d) <= n_rows and len(group) * (1 << d) * d * 8 <= tree_paths.TABLE_BYTES:
             every = np.broadcast_to(np.arange(1 << d, dtype=np.uint32), (len(group), 1 << d))
-            table = tree_paths.chunked(lambda a, b: game(group[a:b], every[a:b]), len(group), (1 << d) * d * d)
+            table = _over_paths(game, group, every, (1 << d) * d * d)
             table = (table * leaf[group, None, None]).reshape(len(group) * (1 << d), d)
         groups.append((d, group, present, reduce, table, np.arange(len(group)) * (1 << d)))
 
@@ -314,7 +315,7 @@ def _sum_games(trees, paths, leaf, rows, game, n_features):
             inner = max(1, tree_paths.CHUNK // (len(group) * d * d))
             for first in range(0, stop - start, inner):
                 part = patterns[:, first:first + inner]
-                found = tree_paths.chunked(lambda a, b: game(group[a:b], part[a:b]), len(group), part.shape[1] * d * d)
+                found = _over_paths(game, group, part, part.shape[1] * d * d)
                 found = (found * leaf[group, None, None]).transpose(1, 0, 2).reshape(part.shape[1], -1)
                 values[first:first + inner, present] += reduce(found)
         return values
@@ -325,6 +326,16 @@ def _sum_games(trees, paths, leaf, rows, game, n_features):
         return np.concatenate([block(start) for start in starts]) if n_rows else np.zeros((0, n_features))
     with ThreadPoolExecutor(THREADS) as pool:
         return np.concatenate(list(pool.map(block, starts)))
+
+
+def _over_paths(game, group, patterns, per_path):
+    """``game(group, patterns)`` over chunks of the group's paths of about ``CHUNK`` elements."""
+    step = max(1, tree_paths.CHUNK // max(per_path, 1))
+    return np.concatenate([game(group[a:a + step], patterns[a:a + step]) for a in range(0, len(group), step)])
+
+
+def _interaction_game(zero, group, patterns):
+    return tree_paths.path_dependent_interactions(zero[group], patterns)
 
 
 def _interactions(trees, paths, leaf, rows, values):
@@ -339,11 +350,9 @@ def _interactions(trees, paths, leaf, rows, values):
         features = paths.feature[group, :d]
         present, reduce = _reducer((features[:, :, None] * n_features + features[:, None, :]).reshape(-1))
         step = max(1, tree_paths.CHUNK // (len(group) * d ** 3))
+        game = partial(_interaction_game, paths.zero[:, :d])
         for start in range(0, n_rows, step):
-            block = tree_paths.chunked(
-                lambda a, b: tree_paths.path_dependent_interactions(paths.zero[group[a:b], :d],
-                                                                    failed[group[a:b], start:start + step]),
-                len(group), min(step, n_rows) * d ** 3)
+            block = _over_paths(game, group, failed[group, start:start + step], min(step, n_rows) * d ** 3)
             block = (block * leaf[group, None, None, None]).transpose(1, 0, 2, 3).reshape(block.shape[1], -1)
             pairs[start:start + step, present] += reduce(block)
     pairs = pairs.reshape(n_rows, n_features, n_features)

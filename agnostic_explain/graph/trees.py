@@ -17,8 +17,8 @@ or ``(1 - s, s)`` when every weight is positive). Never imports onnxruntime.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -407,14 +407,14 @@ def _read_v3(node, attributes) -> dict:
         source, scale, offset = np.arange(n_outputs), np.ones(n_outputs), np.zeros(n_outputs)
     thresholds = _floats(attributes, "nodes_values", np.zeros(n, np.float32))
     cover = _floats(attributes, "nodes_hitrates")
-    return dict(
-        roots=roots, feature=np.asarray(attributes["nodes_featureids"], dtype=np.int64), mode=mode,
-        threshold=thresholds, true_child=child(attributes["nodes_truenodeids"]),
-        false_child=child(attributes["nodes_falsenodeids"]),
-        missing_true=np.asarray(attributes.get("nodes_missing_value_tracks_true", [0] * n), dtype=bool),
-        members={}, cover=None if cover is None else cover.astype(np.float64), leaf_values=leaf_values,
-        base=base, source=source, scale=scale, offset=offset, transform=transform,
-    )
+    return {
+        "roots": roots, "feature": np.asarray(attributes["nodes_featureids"], dtype=np.int64), "mode": mode,
+        "threshold": thresholds, "true_child": child(attributes["nodes_truenodeids"]),
+        "false_child": child(attributes["nodes_falsenodeids"]),
+        "missing_true": np.asarray(attributes.get("nodes_missing_value_tracks_true", [0] * n), dtype=bool),
+        "members": {}, "cover": None if cover is None else cover.astype(np.float64), "leaf_values": leaf_values,
+        "base": base, "source": source, "scale": scale, "offset": offset, "transform": transform,
+    }
 
 
 def _roots(tree_ids, node_ids, true_child, false_child, mode) -> np.ndarray:
@@ -471,14 +471,14 @@ def _read_v5(node, attributes) -> dict:
     if cover is not None:
         cover = numpy_helper.to_array(cover).astype(np.float64)
         cover = cover if len(cover) == total else None
-    return dict(
-        roots=roots, feature=np.concatenate([features, np.zeros(n_leaves, np.int64)]), mode=mode,
-        threshold=np.concatenate([splits, np.zeros(n_leaves, splits.dtype)]),
-        true_child=child(attributes["nodes_truenodeids"], attributes["nodes_trueleafs"]),
-        false_child=child(attributes["nodes_falsenodeids"], attributes["nodes_falseleafs"]),
-        missing_true=np.concatenate([np.asarray(attributes.get("nodes_missing_value_tracks_true", [0] * n_nodes),
+    return {
+        "roots": roots, "feature": np.concatenate([features, np.zeros(n_leaves, np.int64)]), "mode": mode,
+        "threshold": np.concatenate([splits, np.zeros(n_leaves, splits.dtype)]),
+        "true_child": child(attributes["nodes_truenodeids"], attributes["nodes_trueleafs"]),
+        "false_child": child(attributes["nodes_falsenodeids"], attributes["nodes_falseleafs"]),
+        "missing_true": np.concatenate([np.asarray(attributes.get("nodes_missing_value_tracks_true", [0] * n_nodes),
                                                 dtype=bool), np.zeros(n_leaves, bool)]),
-        members=members, cover=cover, leaf_values=leaf_values, base=np.zeros(n_targets),
-        source=np.arange(n_targets), scale=np.ones(n_targets), offset=np.zeros(n_targets),
-        transform=_transform_name(int(attributes.get("post_transform", 0))),
-    )
+        "members": members, "cover": cover, "leaf_values": leaf_values, "base": np.zeros(n_targets),
+        "source": np.arange(n_targets), "scale": np.ones(n_targets), "offset": np.zeros(n_targets),
+        "transform": _transform_name(int(attributes.get("post_transform", 0))),
+    }
