@@ -402,3 +402,36 @@ def test_probability_needs_a_logistic_transform():
     with pytest.raises(ParameterError, match="logistic post-transform.*not softmax"):
         TreeShap(proto, background=x[:10], feature_perturbation="interventional",
                  model_output="probability").explain(x[:3], target=0)
+
+
+@pytest.mark.parametrize("perturbation", ["tree_path_dependent", "interventional"])
+def test_tables_and_direct_evaluation_agree(perturbation, monkeypatch):
+    """Path groups are read from a table of every failure pattern, or evaluated at the rows' own
+    patterns when the table would be larger than the rows or the memory budget; both agree."""
+    from agnostic_explain.explainers import tree_paths
+
+    x, signal, _ = _data()
+    native = _build("lightgbm-regressor", x, signal, None)
+    proto, x = _convert(native, x)
+    explainer = TreeShap(proto, background=x[100:140], feature_perturbation=perturbation)
+    tabled = explainer.explain(x[:60], target=0)
+    monkeypatch.setattr(tree_paths, "TABLE_BYTES", 0)
+    direct = explainer.explain(x[:60], target=0)
+    np.testing.assert_allclose(direct.values, tabled.values, atol=1e-6 * np.abs(tabled.values).max())
+    np.testing.assert_allclose(direct.base_values, tabled.base_values)
+
+
+def test_predicted_targets_differ_per_row():
+    shap = pytest.importorskip("shap")
+    x, signal, classes = _data()
+    native = _build("lightgbm-multiclass", x, signal, classes)
+    proto, x = _convert(native, x)
+    rows = x[:50]
+    ours = TreeShap(proto).explain(rows)  # target="predicted"
+    predicted = native.predict_proba(rows).argmax(axis=1)
+    assert len(np.unique(predicted)) == 3
+    np.testing.assert_array_equal(ours.target, predicted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = np.asarray(shap.TreeExplainer(native).shap_values(rows))[np.arange(len(rows)), :, predicted]
+    np.testing.assert_allclose(ours.values, theirs, atol=1e-6 * np.abs(theirs).max())
