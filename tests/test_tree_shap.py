@@ -435,3 +435,33 @@ def test_predicted_targets_differ_per_row():
         warnings.simplefilter("ignore")
         theirs = np.asarray(shap.TreeExplainer(native).shap_values(rows))[np.arange(len(rows)), :, predicted]
     np.testing.assert_allclose(ours.values, theirs, atol=1e-6 * np.abs(theirs).max())
+
+
+def test_column_transformer_prefix_folds_through():
+    """Scaled and passed-through columns, reordered by a ColumnTransformer: each value lands on its raw column."""
+    shap = pytest.importorskip("shap")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from converters.sklearn import from_sklearn
+    from converters.tree_cover import with_cover
+
+    x, signal, _ = _data()
+    x = np.nan_to_num(x)
+    pipeline = make_pipeline(
+        ColumnTransformer([("scaled", StandardScaler(), [3, 0, 5])], remainder="passthrough"),
+        GradientBoostingRegressor(n_estimators=15, max_depth=3, random_state=0),
+    ).fit(x, signal)
+    proto = with_cover(from_sklearn(pipeline, x), pipeline)
+    ours = TreeShap(proto).explain(x[:30], target=0, interactions=True)
+    explainer = shap.TreeExplainer(pipeline[-1])
+    transformed = pipeline[0].transform(x[:30])
+    order = [3, 0, 5, 1, 2, 4]  # the input column behind each transformed column
+    theirs = np.zeros_like(ours.values, dtype=np.float64)
+    theirs[:, order] = explainer.shap_values(transformed)
+    np.testing.assert_allclose(ours.values, theirs, atol=1e-6 * np.abs(theirs).max())
+    pairs = np.zeros(ours.extras["interactions"].shape)
+    pairs[:, np.array(order)[:, None], np.array(order)[None, :]] = explainer.shap_interaction_values(transformed)
+    np.testing.assert_allclose(ours.extras["interactions"], pairs, atol=1e-6 * np.abs(theirs).max())

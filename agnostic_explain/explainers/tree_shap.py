@@ -171,9 +171,9 @@ class TreeShap(Explainer):
             background = (tree_paths.failures(trees, paths, trees.prefix(values)), weights, values)
         probability = self.model_output == "probability" and trees.transform == "logistic"
         raw = trees.raw(rows)[np.arange(len(rows)), columns] if probability else None
-        attributions = np.zeros(rows.shape, dtype=np.float64)
+        attributions = np.zeros(tree_rows.shape, dtype=np.float64)
         expected = np.zeros(len(rows))
-        interactions = np.zeros(rows.shape + rows.shape[1:]) if self._interactions else None
+        interactions = np.zeros(tree_rows.shape + tree_rows.shape[1:]) if self._interactions else None
         for column in np.unique(columns):
             chosen = np.flatnonzero(columns == column)
             target, scale = trees.source[column], trees.scale[column]
@@ -190,9 +190,26 @@ class TreeShap(Explainer):
         score = expected + attributions.sum(axis=1) if not probability else 1.0 / (1.0 + np.exp(-raw))
         problem.base_values = expected
         problem.extras.update(expected_value=expected, score=score)
+        if trees.columns is not None:  # tree features back to the input columns they come from
+            attributions = _to_columns(attributions, trees.columns, rows.shape[1], axes=(1,))
+            if interactions is not None:
+                interactions = _to_columns(interactions, trees.columns, rows.shape[1], axes=(1, 2))
         if interactions is not None:
             problem.extras["interactions"] = interactions.astype(np.float32)
         return attributions.astype(np.float32)
+
+
+def _to_columns(values: np.ndarray, columns: np.ndarray, width: int, axes: tuple) -> np.ndarray:
+    """Spread tree-feature axes ``axes`` of ``values`` onto ``width`` input columns (zero where unused)."""
+    shape = list(values.shape)
+    for axis in axes:
+        shape[axis] = width
+    spread = np.zeros(shape)
+    index = tuple(columns if axis in axes else slice(None) for axis in range(values.ndim))
+    if len(axes) == 2:
+        index = (slice(None), columns[:, None], columns[None, :])
+    spread[index] = values
+    return spread
 
 
 def _cover(trees: TreeModel) -> np.ndarray | None:

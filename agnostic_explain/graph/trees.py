@@ -4,10 +4,9 @@ Reads ``ai.onnx.ml`` ``TreeEnsembleClassifier`` / ``TreeEnsembleRegressor`` (ops
 and ``TreeEnsemble`` (opset 5), with every branch rule ONNX defines (``BRANCH_LEQ``, ``LT``,
 ``GTE``, ``GT``, ``EQ``, ``NEQ``, set membership), ``nodes_missing_value_tracks_true``,
 per-class or per-target leaf weights, ``base_values``, ``SUM``/``AVERAGE`` aggregation and the
-``post_transform``. Before the trees, per-feature steps (``Scaler``, ``Imputer``, ``Cast``,
-``Identity``, elementwise arithmetic with a per-feature constant) are kept as a numpy
-function; after them, ``Identity``/``Cast``/multiplication by one, and a ``Sigmoid`` that acts
-as a logistic post-transform.
+``post_transform``. The steps before the trees must act on one feature at a time (see
+:mod:`agnostic_explain.graph.tree_prefix`); after them, ``Identity``/``Cast``/multiplication by
+one, and a ``Sigmoid`` that acts as a logistic post-transform.
 
 The raw score of output column ``k`` is ``scale[k] * (base[source[k]] + sum of the leaf weights
 for target source[k]) + offset[k]``; ``transform`` maps raw scores to the output (ONNX
@@ -26,6 +25,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import ParameterError
 from .source import open_model
+from .tree_prefix import read_prefix
 
 __all__ = ["MODES", "TreeModel", "read_trees"]
 
@@ -44,7 +44,7 @@ class TreeModel:
     Attributes
     ----------
     n_features : int
-        Width of the explained input (and of the trees' input).
+        Width of the trees' input.
     roots : ndarray of shape (n_trees,)
     feature, mode : ndarray of shape (n_nodes,)
         Split feature and branch rule (:data:`MODES`; -1 for leaves).
@@ -65,7 +65,9 @@ class TreeModel:
     transform : str
         "identity", "logistic", "softmax" or "softmax_zero".
     prefix : callable
-        The per-feature steps before the trees, on a float array of shape (n_rows, n_features).
+        The steps before the trees: explained rows (n_rows, width) to the trees' input (n_rows, n_features).
+    columns : ndarray of shape (n_features,) or None
+        The explained input's column behind each tree feature; None when they are the same columns.
     """
 
     n_features: int
@@ -85,6 +87,7 @@ class TreeModel:
     offset: np.ndarray
     transform: str
     prefix: Callable[[np.ndarray], np.ndarray]
+    columns: np.ndarray | None = None
 
     @property
     def internal(self) -> np.ndarray:
@@ -181,11 +184,11 @@ def read_trees(model, output=None) -> TreeModel:
             constants[constant.output[0]] = numpy_helper.to_array(helper.get_attribute_value(constant.attribute[0]))
     producers = {name: step for step in graph.node for name in step.output}
     inputs = [value for value in graph.input if value.name not in constants]
-    prefix, explained = _prefix(node.input[0], producers, constants, {value.name for value in inputs})
-    width = _width(inputs, explained)
+    prefix = read_prefix(node.input[0], producers, constants, inputs)
     attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
     structure = (_read_v5 if node.op_type == "TreeEnsemble" else _read_v3)(node, attributes)
-    n_features = max(width or 0, int(structure["feature"].max(initial=-1)) + 1)
+    n_features = max(len(prefix.columns) if prefix.columns is not None else 0,
+                     int(structure["feature"].max(initial=-1)) + 1)
     output_name = _output_name(graph, output)
     score_name = node.output[1] if node.op_type == "TreeEnsembleClassifier" else node.output[0]
     transform = structure.pop("transform")
@@ -194,7 +197,8 @@ def read_trees(model, output=None) -> TreeModel:
         if transform != "identity":
             raise ParameterError(f"model: a Sigmoid follows a {transform} post-transform; {KERNEL_HINT}")
         transform = "logistic"
-    return TreeModel(n_features=n_features, transform=transform, prefix=prefix, **structure)
+    return TreeModel(n_features=n_features, transform=transform, prefix=prefix.apply, columns=prefix.columns,
+                     **structure)
 
 
 def _output_name(graph, output) -> str:
@@ -207,97 +211,6 @@ def _output_name(graph, output) -> str:
         if value.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
             return value.name
     raise ParameterError("model: no floating-point output to explain")
-
-
-def _width(inputs, name):
-    for value in inputs:
-        if value.name == name:
-            dims = value.type.tensor_type.shape.dim
-            if len(dims) == 2 and dims[1].HasField("dim_value"):
-                return dims[1].dim_value
-    return None
-
-
-# -- before the trees: per-feature steps -------------------------------------------------
-def _prefix(name, producers, constants, inputs):
-    """A numpy function for the steps between the graph input and the trees."""
-    steps = []
-    while name not in inputs:
-        step = producers.get(name)
-        if step is None:
-            raise ParameterError(f"model: the trees' input {name!r} comes from neither a graph input nor a node")
-        rule = PREFIX_RULES.get(step.op_type)
-        data = [operand for operand in step.input if operand and operand not in constants]
-        if rule is None or len(data) != 1:
-            raise ParameterError(
-                f"model: a {step.op_type} node ({step.name or step.output[0]!r}) comes before the trees and may mix "
-                f"features; TreeShap folds only per-feature steps ({', '.join(sorted(PREFIX_RULES))}); {KERNEL_HINT}"
-            )
-        steps.append(rule(step, {a.name: helper.get_attribute_value(a) for a in step.attribute}, constants, data[0]))
-        name = data[0]
-    steps.reverse()
-
-    def prefix(rows):
-        for apply in steps:
-            rows = apply(rows)
-        return rows
-
-    return prefix, name
-
-
-def _per_feature(values, step):
-    values = np.asarray(values)
-    if values.ndim > 1 and any(size != 1 for size in values.shape[:-1]):
-        raise ParameterError(
-            f"model: {step.op_type} node {step.name!r} has a constant of shape {values.shape}; TreeShap folds only "
-            f"constants with one value per feature; {KERNEL_HINT}"
-        )
-    return values.reshape(-1)
-
-
-def _scaler(step, attributes, constants, data):
-    offset = np.asarray(attributes.get("offset", [0.0]), dtype=np.float32)
-    scale = np.asarray(attributes.get("scale", [1.0]), dtype=np.float32)
-    return lambda rows: ((rows - offset) * scale).astype(rows.dtype)
-
-
-def _imputer(step, attributes, constants, data):
-    imputed = np.asarray(attributes.get("imputed_value_floats", []), dtype=np.float32)
-    replaced = attributes.get("replaced_value_float", 0.0)
-
-    def apply(rows):
-        missing = np.isnan(rows) if np.isnan(replaced) else rows == replaced
-        return np.where(missing, np.broadcast_to(imputed, rows.shape[1:]), rows).astype(rows.dtype)
-
-    return apply
-
-
-def _cast(step, attributes, constants, data):
-    target = helper.tensor_dtype_to_np_dtype(attributes["to"])
-    if target.kind != "f":
-        raise ParameterError(f"model: Cast to {target} before the trees; {KERNEL_HINT}")
-    return lambda rows: rows.astype(target)
-
-
-def _arithmetic(step, attributes, constants, data):
-    operation = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[step.op_type]
-    constant_name = next(operand for operand in step.input if operand != data)
-    constant = _per_feature(constants[constant_name], step)
-    first = step.input[0] == data
-    return lambda rows: (operation(rows, constant.astype(rows.dtype)) if first
-                         else operation(constant.astype(rows.dtype), rows))
-
-
-PREFIX_RULES = {
-    "Identity": lambda step, attributes, constants, data: (lambda rows: rows),
-    "Cast": _cast,
-    "Scaler": _scaler,
-    "Imputer": _imputer,
-    "Add": _arithmetic,
-    "Sub": _arithmetic,
-    "Mul": _arithmetic,
-    "Div": _arithmetic,
-}
 
 
 # -- after the trees ----------------------------------------------------------------------
