@@ -123,6 +123,22 @@ def brute_force(value, n_features):
     return phi
 
 
+def brute_force_interactions(value, n_features):
+    """SHAP interaction values (Lundberg et al. 2020): half the Shapley interaction index off the
+    diagonal, main effects on it."""
+    pairs = np.zeros((n_features, n_features))
+    for i, j in itertools.permutations(range(n_features), 2):
+        others = [k for k in range(n_features) if k not in (i, j)]
+        for size in range(n_features - 1):
+            weight = factorial(size) * factorial(n_features - size - 2) / (2 * factorial(n_features - 1))
+            for subset in itertools.combinations(others, size):
+                s = frozenset(subset)
+                pairs[i, j] += weight * (value(s | {i, j}) - value(s | {i}) - value(s | {j}) + value(s))
+    phi = brute_force(value, n_features)
+    pairs[np.diag_indices(n_features)] = phi - pairs.sum(axis=1)
+    return pairs
+
+
 @pytest.fixture(scope="module")
 def rows():
     rng = np.random.default_rng(3)
@@ -133,9 +149,12 @@ def rows():
 
 def test_path_dependent_matches_brute_force(rows):
     explanation = TreeShap(hand_built()).explain(rows, target=0, interactions=True)
-    for row, values in zip(rows, explanation.values):
-        expected = brute_force(lambda s, row=row: sum(_path_dependent(t, row, s) for t in TREES), N_FEATURES)
-        np.testing.assert_allclose(values, expected, atol=1e-6)
+    for row, values, pairs in zip(rows, explanation.values, explanation.extras["interactions"]):
+        def value(subset, row=row):
+            return sum(_path_dependent(t, row, subset) for t in TREES)
+
+        np.testing.assert_allclose(values, brute_force(value, N_FEATURES), atol=1e-6)
+        np.testing.assert_allclose(pairs, brute_force_interactions(value, N_FEATURES), atol=1e-6)
     prior = 0.25 + sum(_path_dependent(t, rows[0], frozenset()) for t in TREES)
     np.testing.assert_allclose(explanation.base_values, prior, atol=1e-9)
     outputs = ae.load(hand_built(), providers="cpu").predict(rows)[:, 0]
@@ -179,14 +198,15 @@ def test_interventional_matches_brute_force(rows, opset):
         proto = _opset5(proto)
     background = rows[6:]
     explanation = TreeShap(proto, background=background, feature_perturbation="interventional").explain(
-        rows[:6], target=0)
-    for row, values in zip(rows[:6], explanation.values):
+        rows[:6], target=0, interactions=True)
+    for row, values, pairs in zip(rows[:6], explanation.values, explanation.extras["interactions"]):
         def value(subset, row=row):
             hybrid = background.copy()
             hybrid[:, list(subset)] = row[list(subset)]
             return np.mean([sum(_evaluate(t, r) for t in TREES) for r in hybrid])
 
         np.testing.assert_allclose(values, brute_force(value, N_FEATURES), atol=1e-6)
+        np.testing.assert_allclose(pairs, brute_force_interactions(value, N_FEATURES), atol=1e-6)
     outputs = ae.load(proto, providers="cpu").predict(background)[:, 0]
     np.testing.assert_allclose(explanation.base_values, outputs.mean(), atol=1e-6)
 
@@ -381,9 +401,9 @@ def test_errors(rows):
         TreeShap(hand_built(), feature_perturbation="interventional").explain(rows, target=0)
     with pytest.raises(ParameterError, match=r"background of shape \(3, 2\)"):
         TreeShap(hand_built(), background=np.zeros((3, 2)), feature_perturbation="interventional").explain(rows, target=0)
-    with pytest.raises(ParameterError, match="interactions=True needs"):
-        TreeShap(hand_built(), background=rows, feature_perturbation="interventional").explain(
-            rows, target=0, interactions=True)
+    with pytest.raises(ParameterError, match="interactions=True explains the raw score"):
+        TreeShap(hand_built(), background=rows, feature_perturbation="interventional",
+                 model_output="probability").explain(rows, target=0, interactions=True)
 
     weights = numpy_helper.from_array(np.ones((N_FEATURES, 1), np.float32), "w")
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "linear",

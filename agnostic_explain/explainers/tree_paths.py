@@ -251,3 +251,42 @@ def interventional_values(background: np.ndarray, weights: np.ndarray, patterns:
     plus = (gain * weights) @ fails
     minus = (loss * weights) @ (1.0 - fails)
     return np.where(x_fails, -minus, plus)
+
+
+def interventional_interactions(background: np.ndarray, weights: np.ndarray, patterns: np.ndarray,
+                                d: int) -> np.ndarray:
+    """Background-averaged off-diagonal interaction values of each path's game: (n_paths, n_patterns, d, d).
+
+    With ``U`` the features only the explained row satisfies and ``V`` those only the
+    background row does, fixing ``j`` present keeps the path alive iff ``j`` is in ``U``, and
+    absent iff it is in ``V``; half the difference of ``i``'s Shapley values in the two
+    remaining games gives, over ``u + v - 1`` players: ``+(u-2)! v!`` for i, j in U,
+    ``+u! (v-2)!`` for i, j in V and ``-(u-1)! (v-1)!`` across, all over ``2 (u+v-1)!``.
+    """
+    x = patterns.astype(np.int64)[:, :, None]
+    r = background.astype(np.int64)[:, None, :]
+    only_x, only_r = _popcount(r & ~x), _popcount(x & ~r)
+    size = only_x + only_r
+    alive = ((x & r) == 0) & (size >= 2)
+    total = np.array([factorial(n) for n in range(d + 1)], dtype=np.float64)
+    denominator = 2.0 * total[np.maximum(size - 1, 0)]
+    weights = np.broadcast_to(weights, background.shape)[:, None, :] * alive / denominator
+    both_x = np.where(only_x >= 2, total[np.maximum(only_x - 2, 0)] * total[only_r], 0.0) * weights
+    both_r = np.where(only_r >= 2, total[only_x] * total[np.maximum(only_r - 2, 0)], 0.0) * weights
+    across = np.where((only_x >= 1) & (only_r >= 1),
+                      total[np.maximum(only_x - 1, 0)] * total[np.maximum(only_r - 1, 0)], 0.0) * weights
+    fails = _bits(background, d).astype(np.float64)  # (P, C, d): the background row fails feature i
+    passes = 1.0 - fails
+    x_passes = (~_bits(patterns, d)).astype(np.float64)  # (P, Q, d)
+    x_fails = 1.0 - x_passes
+    outer = lambda left, right: np.einsum("pci,pcj->pcij", left, right)  # noqa: E731
+    n_paths, n_columns = fails.shape[:2]
+
+    def summed(coefficient, left, right):
+        return (coefficient @ outer(left, right).reshape(n_paths, n_columns, d * d)).reshape(*coefficient.shape[:2], d, d)
+
+    only_x_pairs = summed(both_x, fails, fails) * x_passes[..., :, None] * x_passes[..., None, :]
+    only_r_pairs = summed(both_r, passes, passes) * x_fails[..., :, None] * x_fails[..., None, :]
+    mixed = summed(across, fails, passes) * x_passes[..., :, None] * x_fails[..., None, :]
+    values = only_x_pairs + only_r_pairs - mixed - mixed.transpose(0, 1, 3, 2)
+    return values * (1 - np.eye(d))

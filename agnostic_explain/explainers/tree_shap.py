@@ -53,7 +53,9 @@ class TreeShap(Explainer):
     row's target and ``values`` sum to the explained score minus it, per row.
     ``extras`` holds ``expected_value`` and ``score`` (the explained raw score or probability,
     n_rows), and ``interactions`` (n_rows, n_features, n_features) after
-    ``explain(..., interactions=True)`` (path-dependent only; the diagonal holds main effects).
+    ``explain(..., interactions=True)``: SHAP interaction values (half the Shapley interaction
+    index off the diagonal, main effects on it, each row summing to ``values``), raw scores
+    only, for both perturbations (shap 0.51 has none for interventional).
 
     Examples
     --------
@@ -113,8 +115,8 @@ class TreeShap(Explainer):
                 "model_output='probability' needs feature_perturbation='interventional' (with a background): "
                 "path-dependent values explain the raw score only"
             )
-        if getattr(self, "_interactions", False) and interventional:
-            raise ParameterError("interactions=True needs feature_perturbation='tree_path_dependent'")
+        if getattr(self, "_interactions", False) and self.model_output == "probability":
+            raise ParameterError("interactions=True explains the raw score: pass model_output='raw'")
         if rows.ndim != 2:
             raise ParameterError(f"x: TreeShap explains rows of features, shape (n_rows, n_features); "
                                  f"got shape {rows.shape}")
@@ -238,7 +240,13 @@ def _raw(trees, paths, rows, background, target, interactions):
         expected = trees.base[target] + leaf @ ((patterns == 0) @ weights)
         game = _interventional_game(patterns, weights, chosen)
     values = _sum_games(trees, chosen, leaf, rows, game, n_features)
-    pairs = _interactions(trees, chosen, leaf, rows, values) if interactions else None
+    if not interactions:
+        return values, expected, None
+    if background is None:
+        pair_game = partial(_interaction_game, chosen.zero, chosen.count)
+    else:
+        pair_game = partial(_interventional_pairs, background[0][keep], background[1], chosen.count)
+    pairs = _interactions(trees, chosen, leaf, rows, values, pair_game)
     return values, expected, pairs
 
 
@@ -351,11 +359,16 @@ def _over_paths(game, group, patterns, per_path):
     return np.concatenate([game(group[a:a + step], patterns[a:a + step]) for a in range(0, len(group), step)])
 
 
-def _interaction_game(zero, group, patterns):
-    return tree_paths.path_dependent_interactions(zero[group], patterns)
+def _interaction_game(zero, count, group, patterns):
+    return tree_paths.path_dependent_interactions(zero[group, : count[group][0]], patterns)
 
 
-def _interactions(trees, paths, leaf, rows, values):
+def _interventional_pairs(background_patterns, weights, count, group, patterns):
+    columns, share = _distinct(background_patterns[group], weights)
+    return tree_paths.interventional_interactions(columns, share, patterns, int(count[group][0]))
+
+
+def _interactions(trees, paths, leaf, rows, values, pair_game):
     """Interaction values (n_rows, n_features, n_features); the diagonal completes each row of ``values``."""
     n_rows, n_features = values.shape
     failed = tree_paths.failures(trees, paths, rows)
@@ -366,10 +379,10 @@ def _interactions(trees, paths, leaf, rows, values):
         group = np.flatnonzero(paths.count == d)
         features = paths.feature[group, :d]
         present, reduce = _reducer((features[:, :, None] * n_features + features[:, None, :]).reshape(-1))
-        step = max(1, tree_paths.CHUNK // (len(group) * d ** 3))
-        game = partial(_interaction_game, paths.zero[:, :d])
+        per_pattern = d ** 3 + 128  # the interventional game also holds (patterns x background) arrays
+        step = max(1, tree_paths.CHUNK // (len(group) * per_pattern))
         for start in range(0, n_rows, step):
-            block = _over_paths(game, group, failed[group, start:start + step], min(step, n_rows) * d ** 3)
+            block = _over_paths(pair_game, group, failed[group, start:start + step], min(step, n_rows) * per_pattern)
             block = (block * leaf[group, None, None, None]).transpose(1, 0, 2, 3).reshape(block.shape[1], -1)
             pairs[start:start + step, present] += reduce(block)
     pairs = pairs.reshape(n_rows, n_features, n_features)
