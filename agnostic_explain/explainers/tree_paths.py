@@ -279,14 +279,34 @@ def interventional_interactions(background: np.ndarray, weights: np.ndarray, pat
     passes = 1.0 - fails
     x_passes = (~_bits(patterns, d)).astype(np.float64)  # (P, Q, d)
     x_fails = 1.0 - x_passes
-    outer = lambda left, right: np.einsum("pci,pcj->pcij", left, right)  # noqa: E731
     n_paths, n_columns = fails.shape[:2]
 
     def summed(coefficient, left, right):
-        return (coefficient @ outer(left, right).reshape(n_paths, n_columns, d * d)).reshape(*coefficient.shape[:2], d, d)
+        outer = np.einsum("pci,pcj->pcij", left, right).reshape(n_paths, n_columns, d * d)
+        return (coefficient @ outer).reshape(*coefficient.shape[:2], d, d)
 
     only_x_pairs = summed(both_x, fails, fails) * x_passes[..., :, None] * x_passes[..., None, :]
     only_r_pairs = summed(both_r, passes, passes) * x_fails[..., :, None] * x_fails[..., None, :]
     mixed = summed(across, fails, passes) * x_passes[..., :, None] * x_fails[..., None, :]
     values = only_x_pairs + only_r_pairs - mixed - mixed.transpose(0, 1, 3, 2)
     return values * (1 - np.eye(d))
+
+
+def distinct_patterns(patterns: np.ndarray, weights: np.ndarray):
+    """Each path's distinct background patterns with their summed weights, padded with weight 0.
+
+    Background rows mostly fail a deep path the same few ways, so this shrinks the
+    (paths x patterns x background) work many times over.
+    """
+    order = np.argsort(patterns, axis=1, kind="stable")
+    ordered = np.take_along_axis(patterns, order, axis=1)
+    new = np.ones(ordered.shape, dtype=bool)
+    new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    rank = np.cumsum(new, axis=1) - 1
+    width = int(rank.max(initial=0)) + 1
+    rows = np.broadcast_to(np.arange(len(patterns))[:, None], rank.shape)
+    distinct = np.zeros((len(patterns), width), dtype=patterns.dtype)
+    distinct[rows, rank] = ordered
+    share = np.bincount((rows * width + rank).reshape(-1), weights=weights[order].reshape(-1),
+                        minlength=len(patterns) * width).reshape(len(patterns), width)
+    return distinct, share

@@ -281,30 +281,10 @@ def _path_dependent_game(paths):
 def _interventional_game(background_patterns, weights, paths):
     def game(group, patterns):
         d = int(paths.count[group][0])
-        columns, share = _distinct(background_patterns[group], weights)
+        columns, share = tree_paths.distinct_patterns(background_patterns[group], weights)
         return tree_paths.interventional_values(columns, share, patterns, d)
 
     return game
-
-
-def _distinct(patterns: np.ndarray, weights: np.ndarray):
-    """Each path's distinct background patterns with their summed weights, padded with weight 0.
-
-    Background rows mostly fail a deep path the same few ways, so this shrinks the
-    (paths x patterns x background) work many times over.
-    """
-    order = np.argsort(patterns, axis=1, kind="stable")
-    ordered = np.take_along_axis(patterns, order, axis=1)
-    new = np.ones(ordered.shape, dtype=bool)
-    new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    rank = np.cumsum(new, axis=1) - 1
-    width = int(rank.max(initial=0)) + 1
-    rows = np.broadcast_to(np.arange(len(patterns))[:, None], rank.shape)
-    distinct = np.zeros((len(patterns), width), dtype=patterns.dtype)
-    distinct[rows, rank] = ordered
-    share = np.bincount((rows * width + rank).reshape(-1), weights=weights[order].reshape(-1),
-                        minlength=len(patterns) * width).reshape(len(patterns), width)
-    return distinct, share
 
 
 def _sum_games(trees, paths, leaf, rows, game, n_features):
@@ -364,7 +344,7 @@ def _interaction_game(zero, count, group, patterns):
 
 
 def _interventional_pairs(background_patterns, weights, count, group, patterns):
-    columns, share = _distinct(background_patterns[group], weights)
+    columns, share = tree_paths.distinct_patterns(background_patterns[group], weights)
     return tree_paths.interventional_interactions(columns, share, patterns, int(count[group][0]))
 
 
