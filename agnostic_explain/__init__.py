@@ -22,6 +22,7 @@ from .explainers import (
     Rise,
     ScoreCam,
     ShapleySampling,
+    TreeShap,
     UnitAblation,
 )
 from .explanation import Explanation
@@ -66,6 +67,7 @@ __all__ = sorted(
         "ScoreCam",
         "ShapleySampling",
         "TensorSpec",
+        "TreeShap",
         "UnitAblation",
         "errors",
         "graph",

@@ -25,6 +25,7 @@ import onnx
 from agnostic_explain.errors import ConversionError, ModelNotFoundError, require
 
 from .parity import DEFAULT_ATOL, DEFAULT_RTOL
+from .tree_cover import add_cover
 from .tabular import (
     INPUT_NAME, PICKLE_SUFFIXES, finish_tabular, first_line, native_rows, tabular_sample, unpickle,
 )
@@ -120,6 +121,7 @@ def from_lightgbm(
             expected = np.stack([1.0 - expected, expected], axis=1) if expected.ndim == 1 else expected
             labels = expected.argmax(axis=1)
     classes = getattr(model, "classes_", None) if classifier else None
+    proto = add_cover(proto, source)  # the training cover path-dependent TreeShap needs
     return finish_tabular(
         proto, x, expected, labels=labels, framework="lightgbm", framework_version=lightgbm.__version__,
         class_names=class_names if class_names is not None else classes,

@@ -29,6 +29,7 @@ import onnx
 from agnostic_explain.errors import ConversionError, ModelNotFoundError, require
 
 from .parity import DEFAULT_ATOL, DEFAULT_RTOL
+from .tree_cover import add_cover
 from .tabular import (
     INPUT_NAME, PICKLE_SUFFIXES, finish_tabular, first_line, native_rows, tabular_sample, unpickle,
 )
@@ -113,6 +114,7 @@ def from_sklearn(
     else:
         expected, labels = estimator.predict(native_input), None
     classes = getattr(final, "classes_", None)
+    proto = add_cover(proto, estimator)  # the training cover path-dependent TreeShap needs
     return finish_tabular(
         proto, x, expected, labels=labels, framework="scikit-learn", framework_version=sklearn.__version__,
         class_names=class_names if class_names is not None else (classes if classifier else None),

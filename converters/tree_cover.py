@@ -19,10 +19,10 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from agnostic_explain.errors import ConversionError
+from agnostic_explain.errors import ConversionError, ParameterError
 from agnostic_explain.graph.trees import TREE_OPS, read_trees
 
-__all__ = ["with_cover"]
+__all__ = ["add_cover", "with_cover"]
 
 
 def with_cover(proto: onnx.ModelProto, model) -> onnx.ModelProto:
@@ -146,3 +146,22 @@ def _lightgbm_tree(root) -> dict:
 
     return _flatten(root, children, lambda node: node.get("internal_count", node.get("leaf_count", 0)),
                     lambda node: node.get("split_feature", -1))
+
+
+def add_cover(proto: onnx.ModelProto, model) -> onnx.ModelProto:
+    """:func:`with_cover` for the converters: models without trees pass unchanged, and a
+    tree model whose cover cannot be matched passes with a warning (TreeShap then needs
+    ``feature_perturbation="interventional"`` and a background)."""
+    import warnings
+
+    if not any(node.op_type in TREE_OPS for node in proto.graph.node):
+        return proto
+    try:
+        return with_cover(proto, model)
+    except ParameterError:  # steps before the trees that TreeShap cannot fold: it refuses the model anyway
+        return proto
+    except ConversionError as error:  # trees that do not match the native model's node by node
+        warnings.warn(f"the export carries no training cover ({error}); path-dependent TreeShap will refuse it",
+                      RuntimeWarning, stacklevel=3)
+        return proto
+

@@ -32,6 +32,7 @@ import onnx
 from agnostic_explain.errors import ConversionError, ModelNotFoundError, require
 
 from .parity import DEFAULT_ATOL, DEFAULT_RTOL
+from .tree_cover import add_cover
 from .tabular import INPUT_NAME, PICKLE_SUFFIXES, finish_tabular, first_line, tabular_sample, unpickle
 
 __all__ = ["from_xgboost", "load_native"]
@@ -113,6 +114,7 @@ def from_xgboost(
     expected, labels = _predict(model, booster, x, xgboost, classifier=classifier)
     names = model_names if model_names is not None else booster_names
     classes = getattr(model, "classes_", None) if classifier else None
+    proto = add_cover(proto, model)  # the training cover path-dependent TreeShap needs
     return finish_tabular(
         proto, x, expected, labels=labels, framework="xgboost", framework_version=xgboost.__version__,
         class_names=class_names if class_names is not None else classes,

@@ -38,8 +38,9 @@ def _params(cls, data_file) -> list[str]:
     return flags
 
 
-def _methods(kind):
-    return sorted(name.replace("_", "-") for name, cls in explainers().items() if kind in cls.row_kinds)
+def _methods(kind, family="any"):
+    return sorted(name.replace("_", "-") for name, cls in explainers().items()
+                  if kind in cls.row_kinds and cls.model_family == family)
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +163,28 @@ def test_the_api_reads_inputs_as_the_command_line_does(tmp_path):
     model = ae.load(DEFAULT_MODEL_PATH)
     x = ae.read_input(tmp_path / "digit.png", model.input_spec(), scale=1 / 255)
     assert x.shape == (1, 1, 8, 8) and np.isclose(x.max(), 252 / 255)
+
+
+@pytest.mark.parametrize("method", _methods("tabular", "trees"))
+def test_every_tree_method_explains_a_csv_of_a_tree_ensemble(capsys, tmp_path, method):
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from converters.sklearn import from_sklearn
+
+    rows = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
+    native = GradientBoostingRegressor(n_estimators=8, max_depth=3, random_state=0).fit(rows, rows[:, 0] * rows[:, 1])
+    onnx.save(from_sklearn(native, rows[:10], feature_names=["a", "b", "c"]), tmp_path / "trees.onnx")
+    (tmp_path / "rows.csv").write_text("a,b,c\n" + "\n".join(",".join(f"{v:.5f}" for v in row) for row in rows[:5]))
+    np.save(tmp_path / "background.npy", rows[:20])
+    cls = explainers()[method.replace("-", "_")]
+    code, text, err = _run(capsys, "explain", tmp_path / "trees.onnx", tmp_path / "rows.csv", "--method", method,
+                           "--out", tmp_path / "out", "--no-report", *_params(cls, tmp_path / "background.npy"))
+    assert code == 0, err
+    assert np.load(tmp_path / "out" / "explanation.npz")["values"].shape == (5, 3)
+    assert (tmp_path / "out" / "waterfall.png").is_file()
+    code, text, _ = _run(capsys, "inspect", tmp_path / "trees.onnx")
+    assert code == 0 and "--method tree-shap: exact Shapley values" in text
+    code, text, _ = _run(capsys, "explain", tmp_path / "trees.onnx", tmp_path / "rows.csv", "--method", "kernel-shap",
+                         "--param", f"background=@{tmp_path / 'background.npy'}", "--out", tmp_path / "k", "--no-report")
+    assert code == 0 and "hint: this model is a tree ensemble; --method tree-shap" in text
+

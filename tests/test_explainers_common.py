@@ -33,12 +33,14 @@ def _factory(cls):
     return lambda model, data: cls(model, **{name: data[:5] for name in required})
 
 
-def _registered(kind: str) -> dict:
-    return {name: _factory(cls) for name, cls in explainers().items() if kind in cls.row_kinds}
+def _registered(kind: str, family: str = "any") -> dict:
+    return {name: _factory(cls) for name, cls in explainers().items()
+            if kind in cls.row_kinds and cls.model_family == family}
 
 
 EXPLAINERS = _registered("tabular")
 IMAGE_EXPLAINERS = _registered("image")
+TREE_EXPLAINERS = _registered("tabular", "trees")
 
 
 @pytest.fixture(scope="module")
@@ -113,5 +115,33 @@ def test_image_methods_shapes_and_determinism(name, digits):
 def test_every_registered_method_is_covered_by_one_kind_of_rows():
     for name, cls in explainers().items():
         assert set(cls.row_kinds) <= {"tabular", "image", "tokens"}, name
-        assert cls.row_kinds, name
+        assert cls.row_kinds and cls.model_family in ("any", "trees"), name
+
+
+@pytest.fixture(scope="module")
+def trees():
+    """A small gradient-boosted ensemble converted from scikit-learn (with its training cover)."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from converters.sklearn import from_sklearn
+
+    rows = np.random.default_rng(0).normal(size=(200, N_FEATURES)).astype(np.float32)
+    labels = (rows[:, 0] + rows[:, 1] * rows[:, 2] > 0).astype(int) + (rows[:, 3] > 1)
+    native = GradientBoostingClassifier(n_estimators=10, max_depth=3, random_state=0).fit(rows, labels)
+    return ae.load(from_sklearn(native, rows[:20]), providers="cpu"), rows
+
+
+@pytest.mark.parametrize("name", sorted(TREE_EXPLAINERS))
+def test_tree_methods_shapes_determinism_and_errors(name, trees):
+    model, rows = trees
+    x = rows[:3]
+    first = TREE_EXPLAINERS[name](model, rows).explain(x, target=1, random_state=7, progress=False)
+    second = TREE_EXPLAINERS[name](model, rows).explain(x, target=1, random_state=7, progress=False)
+    assert first.values.shape == x.shape and np.isfinite(first.values).all()
+    np.testing.assert_array_equal(first.values, second.values)
+    assert first.target.tolist() == [1, 1, 1] and first.method == name
+    with pytest.raises(InputShapeError, match="expects shape"):
+        TREE_EXPLAINERS[name](model, rows).explain(np.zeros((2, N_FEATURES + 1), np.float32), target=0)
+    with pytest.raises(TargetError, match="out of range"):
+        TREE_EXPLAINERS[name](model, rows).explain(x, target=7)
 

@@ -156,9 +156,9 @@ def test_path_dependent_matches_brute_force(rows):
         np.testing.assert_allclose(values, brute_force(value, N_FEATURES), atol=1e-6)
         np.testing.assert_allclose(pairs, brute_force_interactions(value, N_FEATURES), atol=1e-6)
     prior = 0.25 + sum(_path_dependent(t, rows[0], frozenset()) for t in TREES)
-    np.testing.assert_allclose(explanation.base_values, prior, atol=1e-9)
+    np.testing.assert_allclose(explanation.extras["expected_value"], prior, atol=1e-9)
     outputs = ae.load(hand_built(), providers="cpu").predict(rows)[:, 0]
-    np.testing.assert_allclose(explanation.values.sum(axis=1) + explanation.base_values, outputs, atol=1e-5)
+    np.testing.assert_allclose(explanation.values.sum(axis=1) + explanation.extras["expected_value"], outputs, atol=1e-5)
     interactions = explanation.extras["interactions"]
     np.testing.assert_allclose(interactions, interactions.transpose(0, 2, 1), atol=1e-6)
     np.testing.assert_allclose(interactions.sum(axis=2), explanation.values, atol=1e-6)
@@ -208,7 +208,7 @@ def test_interventional_matches_brute_force(rows, opset):
         np.testing.assert_allclose(values, brute_force(value, N_FEATURES), atol=1e-6)
         np.testing.assert_allclose(pairs, brute_force_interactions(value, N_FEATURES), atol=1e-6)
     outputs = ae.load(proto, providers="cpu").predict(background)[:, 0]
-    np.testing.assert_allclose(explanation.base_values, outputs.mean(), atol=1e-6)
+    np.testing.assert_allclose(explanation.extras["expected_value"], outputs.mean(), atol=1e-6)
 
 
 def test_set_membership_rule():
@@ -225,7 +225,7 @@ def test_set_membership_rule():
     x = np.array([[0, 1, 0, 0], [0, 3, 0, 0], [1, 0, 0, 0], [0, 2, 0, 0]], np.float32)
     np.testing.assert_allclose(read_trees(proto).raw(x)[:, 0], [1, 2, 3, 1])
     explanation = TreeShap(proto, background=x, feature_perturbation="interventional").explain(x, target=0)
-    np.testing.assert_allclose(explanation.values.sum(axis=1) + explanation.base_values, [1, 2, 3, 1], atol=1e-6)
+    np.testing.assert_allclose(explanation.values.sum(axis=1) + explanation.extras["expected_value"], [1, 2, 3, 1], atol=1e-6)
 
 
 # -- against shap.TreeExplainer on converted models ------------------------------------------
@@ -318,19 +318,19 @@ def test_equal_to_shap_tree_explainer(name):
     ours = TreeShap(model).explain(rows, target=target, interactions=True)
     scale = np.abs(expected_values).max()
     np.testing.assert_allclose(ours.values, expected_values, atol=1e-6 * scale)
-    np.testing.assert_allclose(ours.base_values, expected_base, atol=1e-6 * max(1.0, abs(expected_base)))
+    np.testing.assert_allclose(ours.extras["expected_value"], expected_base, atol=1e-6 * max(1.0, abs(expected_base)))
     np.testing.assert_allclose(ours.extras["interactions"], expected_pairs, atol=1e-6 * scale)
     ours = TreeShap(model, background=background, feature_perturbation="interventional").explain(rows, target=target)
     np.testing.assert_allclose(ours.values, expected_interventional, atol=1e-6 * np.abs(expected_interventional).max())
     # the mean raw score over the background (shap 0.51's expected_value is off for XGBoost multiclass
     # interventional: its values plus it miss the margins by 0.47 here)
     trees = read_trees(proto)
-    np.testing.assert_allclose(ours.base_values, trees.raw(background)[:, target].mean(), atol=1e-6)
+    np.testing.assert_allclose(ours.extras["expected_value"], trees.raw(background)[:, target].mean(), atol=1e-6)
 
     # efficiency against ONNX Runtime's own output, back on the raw scale
     np.testing.assert_allclose(trees.output(trees.raw(rows)), model.predict(rows), atol=1e-5)
     raw = trees.raw(rows)[:, target]
-    np.testing.assert_allclose(ours.values.sum(axis=1) + ours.base_values, raw, atol=1e-5 * max(1, scale))
+    np.testing.assert_allclose(ours.values.sum(axis=1) + ours.extras["expected_value"], raw, atol=1e-5 * max(1, scale))
 
 
 @pytest.mark.parametrize("name", ["xgboost-binary", "lightgbm-binary"])
@@ -348,9 +348,9 @@ def test_probability_output_equal_to_shap(name):
     ours = TreeShap(proto, background=background, feature_perturbation="interventional",
                     model_output="probability").explain(rows, target=1)
     np.testing.assert_allclose(ours.values, expected, atol=1e-6 * np.abs(expected).max())
-    np.testing.assert_allclose(ours.base_values, np.ravel(theirs.expected_value)[-1], atol=1e-6)
+    np.testing.assert_allclose(ours.extras["expected_value"], np.ravel(theirs.expected_value)[-1], atol=1e-6)
     probabilities = ae.load(proto, providers="cpu").predict(rows)[:, 1]
-    np.testing.assert_allclose(ours.values.sum(axis=1) + ours.base_values, probabilities, atol=1e-5)
+    np.testing.assert_allclose(ours.values.sum(axis=1) + ours.extras["expected_value"], probabilities, atol=1e-5)
 
 
 def test_per_feature_prefix_folds_through():
@@ -388,8 +388,19 @@ def test_errors(rows):
     x, signal, _ = _data()
     x = np.nan_to_num(x)
     regressor = GradientBoostingRegressor(n_estimators=3, max_depth=2).fit(x, signal)
-    with pytest.raises(ParameterError, match="nodes_hitrates"):  # converters write hitrates of 1.0
-        TreeShap(from_sklearn(regressor, x)).explain(x[:3], target=0)
+    from converters.tree_cover import with_cover
+
+    converted = from_sklearn(regressor, x)
+    covered = TreeShap(converted).explain(x[:3], target=0)  # the converters now copy the training cover
+    np.testing.assert_allclose(covered.values, TreeShap(with_cover(converted, regressor)).explain(x[:3], target=0).values)
+    bare = onnx.ModelProto()
+    bare.CopyFrom(converted)
+    for node in bare.graph.node:  # skl2onnx's own export: hitrates of 1.0, no cover
+        for attribute in node.attribute:
+            if attribute.name == "nodes_hitrates":
+                attribute.floats[:] = [1.0] * len(attribute.floats)
+    with pytest.raises(ParameterError, match="nodes_hitrates"):
+        TreeShap(bare).explain(x[:3], target=0)
     mixed = from_sklearn(make_pipeline(PCA(3), GradientBoostingRegressor(n_estimators=3)).fit(x, signal), x)
     with pytest.raises(ParameterError, match="MatMul.*KernelShap"):
         TreeShap(mixed, background=x[:5], feature_perturbation="interventional").explain(x[:3], target=0)
@@ -485,3 +496,22 @@ def test_column_transformer_prefix_folds_through():
     pairs = np.zeros(ours.extras["interactions"].shape)
     pairs[:, np.array(order)[:, None], np.array(order)[None, :]] = explainer.shap_interaction_values(transformed)
     np.testing.assert_allclose(ours.extras["interactions"], pairs, atol=1e-6 * np.abs(theirs).max())
+
+
+def test_the_dependence_plot_is_coloured_by_the_strongest_interaction():
+    """y = x0 * x1 + x2: x0's strongest interaction is with x1, never with x2."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from agnostic_explain.plot import attribution_dependence
+    from converters.sklearn import from_sklearn
+
+    rows = np.random.default_rng(3).normal(size=(300, 3)).astype(np.float32)
+    native = GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0).fit(
+        rows, rows[:, 0] * rows[:, 1] + rows[:, 2])
+    explanation = TreeShap(from_sklearn(native, rows[:10], feature_names=["a", "b", "c"])).explain(
+        rows[:60], target=0, interactions=True)
+    ax = attribution_dependence(explanation, "a")
+    assert "coloured by b (its strongest interaction)" in ax.get_title()
+    assert ax.figure.axes[-1].get_ylabel() == "value of b"  # the colorbar says what the colour is
+    plain = attribution_dependence(TreeShap(from_sklearn(native, rows[:10])).explain(rows[:20], target=0), 0)
+    assert "coloured" not in plain.get_title()

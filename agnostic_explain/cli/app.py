@@ -19,10 +19,13 @@ from .._version import __version__
 from ..errors import AgnosticExplainError, ParameterError
 from ..explainers.registry import build, explainer_class, method_names
 from .inspect import register as register_inspect
+from .inspect import suggested_methods
 from .options import add_runtime_flags, baseline, load_model, method_params, number, numbers, target
 
 PROG = "agnostic-explain"
 _MAX_PANELS = 16  # heatmap.png shows at most this many rows
+#: methods that estimate what TreeShap computes exactly on a tree ensemble
+_SAMPLED = ("kernel-shap", "shapley-sampling", "lime-tabular", "feature-ablation", "occlusion")
 #: flags that are shortcuts for a method parameter (--window 1,2,2 is --param window=[1,2,2])
 _SHORTCUTS = ("window", "stride", "baseline", "layer")
 
@@ -148,6 +151,8 @@ def _explain_into(args, out: Path) -> int:
             raise ParameterError(f"--fixed: expected NAME=FILE.npy, got {item!r}")
         fixed[name] = read_array(file, prefer=name)
     params = _method_params(args)
+    if args.method in _SAMPLED and "tree-shap" in suggested_methods(model.proto):
+        print(f"hint: this model is a tree ensemble; --method tree-shap gives exact Shapley values, faster than {args.method}")
     explainer = build(args.method, model, params, parameter="--param")
     explanation = explainer.explain(
         x,

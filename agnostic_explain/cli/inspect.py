@@ -42,6 +42,7 @@ def _inspect(args) -> int:
         "providers_available": ort.get_available_providers(),
         "cuda_devices": cuda_device_count(),
         "providers": list(model.providers),
+        "suggested_methods": suggested_methods(proto),
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -64,6 +65,7 @@ def _inspect(args) -> int:
         *_source_lines(model.metadata),
         ("providers", f"available {', '.join(info['providers_available'])}; {info['cuda_devices']} CUDA device(s)"),
         ("", f"session uses {', '.join(info['providers'])}"),
+        *[("suggested", line) for line in _suggestion_lines(info["suggested_methods"])],
     ]
     for label, text in lines:
         print(f"{label:<10} {text}")
@@ -96,3 +98,15 @@ def _spec_dict(spec) -> dict:
 def _spec_lines(label: str, specs) -> list[tuple[str, str]]:
     width = max(len(spec.name) for spec in specs)
     return [(label if i == 0 else "", f"{s.name:<{width}}  {s.dtype}  {s.describe()}") for i, s in enumerate(specs)]
+
+
+def suggested_methods(proto) -> list[str]:
+    """Methods made for this kind of model: ``tree-shap`` for a tree ensemble (exact, no sampling)."""
+    from ..graph.trees import TREE_OPS
+
+    return ["tree-shap"] if any(node.op_type in TREE_OPS for node in proto.graph.node) else []
+
+
+def _suggestion_lines(methods: list[str]) -> list[str]:
+    return [f"--method {name}: exact Shapley values for this tree ensemble, no sampling" for name in methods]
+

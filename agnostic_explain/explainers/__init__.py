@@ -8,6 +8,7 @@ from .lime import LimeImage, LimeTabular, LimeText
 from .occlusion import Occlusion
 from .rise import Rise
 from .shapley_sampling import ShapleySampling
+from .tree_shap import TreeShap
 from .unit_ablation import UnitAblation
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "Rise",
     "ScoreCam",
     "ShapleySampling",
+    "TreeShap",
     "UnitAblation",
 ]

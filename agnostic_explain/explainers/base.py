@@ -123,7 +123,8 @@ class Explainer:
     - ``needs_graph = True`` for methods that edit the ONNX graph;
     - ``data_params``: the names of constructor parameters that take a data set (a
       background, training data), which the CLI and jobs read from files;
-    - ``row_kinds`` and ``values_like_rows``: what rows it explains, and the shape of its values.
+    - ``row_kinds``, ``values_like_rows`` and ``model_family``: what rows and models it explains,
+      and the shape of its values.
     """
 
     method = "explainer"
@@ -136,6 +137,8 @@ class Explainer:
     row_kinds: tuple[str, ...] = ("tabular", "image")
     #: whether ``values`` are shaped like the explained rows (False: like a layer's units)
     values_like_rows = True
+    #: the models it explains: "any", or "trees" (tree ensembles, read from the graph)
+    model_family = "any"
 
     def __init__(self, model):
         self.model = model

@@ -27,6 +27,7 @@ from .lime_text import LimeText
 from .occlusion import Occlusion
 from .rise import Rise
 from .shapley_sampling import ShapleySampling
+from .tree_shap import TreeShap
 from .unit_ablation import UnitAblation
 
 __all__ = ["build", "explainer_class", "explainers", "method_names"]

@@ -49,10 +49,11 @@ class TreeShap(Explainer):
 
     Notes
     -----
-    ``base_values`` is the expected value (of the raw score, or the probability) for each
-    row's target and ``values`` sum to the explained score minus it, per row.
-    ``extras`` holds ``expected_value`` and ``score`` (the explained raw score or probability,
-    n_rows), and ``interactions`` (n_rows, n_features, n_features) after
+    ``base_values`` is the explained score at each row (the raw score, or the probability), as
+    for every explainer here; ``extras["expected_value"]`` (n_rows,) is shap's ``base_values``,
+    the expected score over the cover or the background, and ``values`` sum to the score minus
+    it, per row (the waterfall plot draws that). ``extras`` also holds ``score`` (the same as
+    ``base_values``) and ``interactions`` (n_rows, n_features, n_features) after
     ``explain(..., interactions=True)``: SHAP interaction values (half the Shapley interaction
     index off the diagonal, main effects on it, each row summing to ``values``), raw scores
     only, for both perturbations (shap 0.51 has none for interventional).
@@ -72,11 +73,14 @@ class TreeShap(Explainer):
     >>> proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)],
     ...                           ir_version=9)
     >>> explanation = TreeShap(proto).explain(np.array([[1.0]], np.float32), target=0)
-    >>> float(explanation.base_values[0]), float(explanation.values[0, 0])
-    (4.0, 1.0)
+    >>> float(explanation.extras["expected_value"][0]), float(explanation.values[0, 0]), float(explanation.base_values[0])
+    (4.0, 1.0, 5.0)
     """
 
     method = "tree_shap"
+    data_params = ("background",)
+    row_kinds = ("tabular",)
+    model_family = "trees"
 
     def __init__(self, model, background=None, feature_perturbation="tree_path_dependent", model_output="raw"):
         super().__init__(model)
@@ -190,7 +194,7 @@ class TreeShap(Explainer):
             expected[chosen] = base
         # efficiency holds exactly (tests check it against ONNX Runtime), so the score costs no tree walk
         score = expected + attributions.sum(axis=1) if not probability else 1.0 / (1.0 + np.exp(-raw))
-        problem.base_values = expected
+        problem.base_values = score
         problem.extras.update(expected_value=expected, score=score)
         if trees.columns is not None:  # tree features back to the input columns they come from
             attributions = _to_columns(attributions, trees.columns, rows.shape[1], axes=(1,))

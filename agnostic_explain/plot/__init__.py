@@ -8,7 +8,7 @@ canvas), and never call ``plt.show()`` or change the global backend: save with
 
 from .activations import activation_maps, embedding_plot, trajectory
 from .compare import compare
-from .dependence import partial_dependence_plot
+from .dependence import attribution_dependence, partial_dependence_plot
 from .generative import traversal_grid
 from .image import image_grid, image_overlay
 from .metrics import metric_bars, metric_curves
@@ -18,7 +18,7 @@ from .topology import topology
 from .weights import filter_grid, weight_heatmap, weight_histograms
 
 __all__ = [
-    "activation_maps", "bar", "beeswarm", "compare", "embedding_plot", "filter_grid", "image_grid",
+    "activation_maps", "attribution_dependence", "bar", "beeswarm", "compare", "embedding_plot", "filter_grid", "image_grid",
     "image_overlay", "metric_bars", "metric_curves", "partial_dependence_plot", "text_figure", "text_html",
     "topology", "trajectory", "traversal_grid", "waterfall", "weight_heatmap", "weight_histograms",
 ]

@@ -1,4 +1,5 @@
-"""Partial dependence plots: the PD line over thin ICE curves, or a pair's heatmap."""
+"""Dependence plots: partial dependence (the PD line over thin ICE curves, or a pair's heatmap), and a
+feature's attribution against its value coloured by its strongest interaction."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 from ..errors import ParameterError
 from .image import new_figure
 
-__all__ = ["partial_dependence_plot"]
+__all__ = ["attribution_dependence", "partial_dependence_plot"]
 
 
 def partial_dependence_plot(result, *, ax=None, ice=True, max_ice=50):
@@ -74,3 +75,75 @@ def _draw_pair(ax, result, average, label):
     ax.plot(np.full(9, second[0]), result.deciles[0], "_", color="black", markersize=8)
     ax.set_xlabel(result.feature_names[1])
     ax.set_ylabel(result.feature_names[0])
+
+
+def attribution_dependence(explanation, feature, *, color="auto", ax=None):
+    """A feature's attribution against its value, one dot per row, coloured by another feature.
+
+    With SHAP interaction values (``TreeShap(...).explain(x, interactions=True)``), ``"auto"``
+    colours by the feature whose interaction with ``feature`` is strongest (the largest mean
+    absolute interaction value), as shap's ``dependence_plot`` does with exact interactions;
+    without them, the dots are not coloured.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        Tabular rows, values of shape (n_rows, n_features).
+    feature : int or str
+        Column index, or a feature name.
+    color : "auto", int, str or None
+        The feature whose value colours the dots; None for none.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import numpy as np, agnostic_explain as ae
+    >>> data = np.random.default_rng(0).normal(size=(30, 3))
+    >>> values = data * [1.0, 0.5, 0.0]
+    >>> pairs = np.zeros((30, 3, 3)); pairs[:, 0, 1] = pairs[:, 1, 0] = data[:, 0] * data[:, 1]
+    >>> explanation = ae.Explanation(values=values, base_values=np.zeros(30), data=data, target=None,
+    ...                              method="tree_shap", extras={"interactions": pairs})
+    >>> attribution_dependence(explanation, 0).get_ylabel()
+    'attribution of x0'
+    """
+    values, data = np.asarray(explanation.values, dtype=np.float64), np.asarray(explanation.data, dtype=np.float64)
+    if values.ndim != 2 or data.shape != values.shape:
+        raise ParameterError(f"attribution_dependence takes tabular rows (n_rows, n_features), got values {values.shape}")
+    names = list(explanation.feature_names or [f"x{i}" for i in range(values.shape[1])])
+    column = _column(feature, names, "feature")
+    interactions = explanation.extras.get("interactions")
+    if isinstance(color, str) and color == "auto":
+        colour = None
+        if interactions is not None and np.shape(interactions) == values.shape + (values.shape[1],):
+            strength = np.abs(np.asarray(interactions, dtype=np.float64)[:, column, :]).mean(axis=0)
+            strength[column] = -1.0
+            colour = int(np.argmax(strength)) if values.shape[1] > 1 else None
+    else:
+        colour = None if color is None else _column(color, names, "color")
+    ax = ax if ax is not None else new_figure((5.5, 4.0)).add_subplot()
+    if colour is None:
+        ax.scatter(data[:, column], values[:, column], s=12, color="#1f77b4")
+    else:
+        points = ax.scatter(data[:, column], values[:, column], s=12, c=data[:, colour], cmap="coolwarm")
+        ax.figure.colorbar(points, ax=ax, label=f"value of {names[colour]}")
+    ax.axhline(0.0, color="0.6", linewidth=0.8)
+    ax.set_xlabel(f"value of {names[column]}")
+    ax.set_ylabel(f"attribution of {names[column]}")
+    strongest = " (its strongest interaction)" if colour is not None and color == "auto" else ""
+    ax.set_title(f"{explanation.method}: {names[column]}" + (f", coloured by {names[colour]}{strongest}" if colour is not None else ""),
+                 fontsize="medium")
+    return ax
+
+
+def _column(feature, names: list[str], parameter: str) -> int:
+    if isinstance(feature, str):
+        if feature not in names:
+            raise ParameterError(f"{parameter}: no feature {feature!r}; features are {names[:12]}")
+        return names.index(feature)
+    if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)) or not 0 <= feature < len(names):
+        raise ParameterError(f"{parameter} must be a feature name or an index in 0..{len(names) - 1}, got {feature!r}")
+    return int(feature)
