@@ -206,3 +206,13 @@ def test_the_batch_probe_is_skipped_for_large_inputs(monkeypatch):
         model = ae.load(proto, providers="cpu")
     assert model.static_batch == 1
     assert model.predict(np.ones((3, 3, 16, 16), np.float32)).shape[0] == 3
+
+
+def test_the_shape_probe_makes_no_huge_sample():
+    """x declared (N, 4, 2**31 - 1, -7): shape inference gives up, and a made-up sample would take 64 GiB."""
+    proto = copy(build_two_input().proto)
+    for size in (2**31 - 1, -7):
+        proto.graph.input[0].type.tensor_type.shape.dim.add().dim_value = size
+    for call in (lambda: ae.graph.layers(proto), lambda: ae.graph.split(proto, "xz")):
+        with pytest.raises(ModelExecutionError, match="pass sample="):
+            call()
