@@ -17,7 +17,7 @@ import onnx
 from google.protobuf.message import Message
 from onnx import numpy_helper
 
-from ..errors import ModelLoadError, ModelNotFoundError
+from ..errors import ModelLoadError, ModelNotFoundError, ParameterError
 
 __all__ = ["HasGraph", "ModelSource", "open_model", "read_model"]
 
@@ -48,7 +48,10 @@ class ModelSource:
         for tensor in self.proto.graph.initializer:
             if tensor.name == name:
                 return self.array(tensor)
-        raise KeyError(name)
+        names = [tensor.name for tensor in self.proto.graph.initializer]
+        raise ParameterError(
+            f"name: the model has no initializer {name!r}; it has {names[:8]}{' ...' if len(names) > 8 else ''}"
+        )
 
     def array(self, tensor: onnx.TensorProto) -> np.ndarray:
         if not _is_external(tensor):
