@@ -26,6 +26,7 @@ def test_saved_cases_replay_without_a_raw_exception_crash_or_hang():
     assert not bad, f"saved fuzz cases still fail: {bad}"
 
 
+@pytest.mark.fuzz
 @pytest.mark.skipif(SECONDS <= 0, reason="FUZZ_SECONDS=0")
 def test_a_bounded_fuzz_run_finds_no_raw_exception_crash_or_hang():
     found = fuzz(seconds=SECONDS, seed=int(os.environ.get("FUZZ_SEED", "0")), save=None)
