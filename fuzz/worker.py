@@ -15,6 +15,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -31,6 +32,10 @@ def run_case(case: dict, folder: Path) -> dict:
     import agnostic_explain as ae
     from agnostic_explain.errors import AgnosticExplainError
 
+    if case.get("self_test") == "crash":  # the harness's own check that a signal is caught
+        os.kill(os.getpid(), 9)
+    if case.get("self_test") == "hang":
+        time.sleep(3600)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)

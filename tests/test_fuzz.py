@@ -12,10 +12,26 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.runner import CASES_DIR, fuzz, is_bad, replay
+from fuzz.runner import CASES_DIR, Worker, classify, fuzz, is_bad, replay
+from fuzz.seeds import seeds
 
 #: the bounded run of ``make test``; FUZZ_SECONDS=0 skips it
 SECONDS = float(os.environ.get("FUZZ_SECONDS", "60"))
+
+
+def test_the_worker_reports_crashes_and_hangs_and_goes_on():
+    worker = Worker(memory_bytes=3 << 30, timeout=60)
+    linear = next(seed for seed in seeds() if seed.name == "linear")
+    try:
+        assert classify(worker.run({"model": linear.model, "self_test": "crash"})) == "crash"
+        assert classify(worker.run({"model": linear.model, "mode": "bytes"})) == "success"
+        worker.timeout = 3  # the worker is started and warm: a case that sleeps an hour is cut short
+        assert classify(worker.run({"model": linear.model, "self_test": "hang"})) == "timeout"
+        worker.timeout = 60
+        assert classify(worker.run({"model": linear.model, "mode": "bytes"})) == "success"
+        assert worker.restarts == 2
+    finally:
+        worker.close()
 
 
 def test_saved_cases_replay_without_a_raw_exception_crash_or_hang():
