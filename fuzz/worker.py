@@ -61,7 +61,7 @@ def run_case(case: dict, folder: Path) -> dict:
             return result
         except AgnosticExplainError as error:
             outcomes[name] = type(error).__name__
-        except BaseException as error:  # noqa: BLE001 - every other exception is the finding
+        except BaseException as error:  # every other exception is the finding
             if isinstance(error, KeyboardInterrupt):
                 raise
             outcomes[name] = f"raw:{type(error).__name__}"

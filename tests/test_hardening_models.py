@@ -4,7 +4,6 @@ never read anything from the process's working directory."""
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import onnx
@@ -13,7 +12,12 @@ from conftest import build_image_linear, build_linear, build_two_input
 from onnx import TensorProto, helper
 
 import agnostic_explain as ae
-from agnostic_explain.errors import AgnosticExplainError, InputShapeError, ModelExecutionError, ModelLoadError
+from agnostic_explain.errors import (
+    AgnosticExplainError,
+    InputShapeError,
+    ModelExecutionError,
+    ModelLoadError,
+)
 from agnostic_explain.runtime import session as session_module
 
 X = np.ones((2, 4), dtype=np.float32)

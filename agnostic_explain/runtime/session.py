@@ -345,7 +345,7 @@ def _json_names(text: str | None, key: str = "class_names") -> tuple[str, ...] |
     """Names from metadata ``key``: a JSON list, or a dict of integer keys (``{"0": "cat", ...}``)."""
     if not text:
         return None
-    expected = f'expected a JSON list of names or a dict with integer keys such as {{"0": "cat"}}; fix or remove the entry'
+    expected = 'expected a JSON list of names or a dict with integer keys such as {"0": "cat"}; fix or remove the entry'
     try:
         names = json.loads(text)
     except ValueError:
