@@ -16,7 +16,7 @@ from PIL import Image
 from agnostic_explain import io as io_module
 from agnostic_explain.cli import main
 from agnostic_explain.data import DEFAULT_MODEL_PATH
-from agnostic_explain.errors import InputError, InputShapeError
+from agnostic_explain.errors import InputError, InputShapeError, ParameterError
 from agnostic_explain.runtime.specs import TensorSpec
 
 MODEL = str(DEFAULT_MODEL_PATH)
@@ -73,8 +73,27 @@ def test_an_empty_window(capsys, files):
     assert "--window" in line
 
 
-def test_an_empty_out(capsys, files):
-    assert "--out" in one_error_line(capsys, "explain", MODEL, files / "digit.npy", "--out", "")
+@pytest.mark.parametrize("command", [
+    ["explain", MODEL, "{files}/digit.npy"],
+    ["explain-dataset", MODEL, "{files}/digit.npy", "--no-progress"],
+    ["split", MODEL, "--at", "/relu2/Relu_output_0"],
+    ["demo"],
+])
+def test_an_empty_out_writes_nothing_in_the_working_directory(capsys, files, monkeypatch, command):
+    work = files / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = [part.format(files=files) for part in command]
+    assert "--out" in one_error_line(capsys, *argv, "--out", "")
+    assert list(work.iterdir()) == []
+
+
+def test_an_empty_out_for_a_job_in_the_api(files, monkeypatch):
+    from agnostic_explain.jobs import explain_dataset
+
+    monkeypatch.chdir(files)
+    with pytest.raises(ParameterError, match="out: expected a folder name"):
+        explain_dataset(MODEL, files / "digit.npy", {"method": "occlusion"}, out="")
 
 
 def test_zero_threads_for_a_job(capsys, files):
