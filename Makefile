@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test fuzz bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,15 @@ test: $(VENV)/.test
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
+# The fuzz harness (fuzz/) for SECONDS seconds; failing inputs are kept under tests/fuzz_cases/,
+# which tests/test_fuzz.py replays. `make test` runs it for about 60 s.
+SECONDS ?= 600
+SEED    ?= 0
+fuzz: $(VENV)/.test
+	$(BIN)/python -m fuzz --seconds $(SECONDS) --seed $(SEED) --json fuzz-results.json
+
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks run --device $(if $(DEVICE),$(DEVICE),cpu) --suite full
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache fuzz-results.json

@@ -9,6 +9,8 @@ normalised and laid out as NCHW or NHWC. The command line reads its inputs with
 
 from __future__ import annotations
 
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,8 @@ TABLES = (".csv", ".parquet", ".pq")
 
 LAYOUTS = ("nchw", "nhwc")
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+#: the largest image, as float32 pixels, read or resized to
+MAX_IMAGE_BYTES = 1 << 30
 
 
 def read_array(path, *, key: str | None = None, prefer: str | None = None) -> np.ndarray:
@@ -40,8 +44,9 @@ def read_array(path, *, key: str | None = None, prefer: str | None = None) -> np
                 chosen = key if key is not None else (prefer if prefer in names else names[0])
                 return archive[chosen]
         return np.load(path, allow_pickle=False)
-    except ValueError as error:  # pickled or corrupt files
-        raise InputError(f"input: cannot read {str(path)!r} as a numpy array ({error})") from error
+    except (ValueError, EOFError, zipfile.BadZipFile) as error:  # pickled, empty, truncated or corrupt files
+        reason = "the file is empty" if path.stat().st_size == 0 else f"{type(error).__name__}: {error}"
+        raise InputError(f"input: cannot read {str(path)!r} as a numpy array ({reason})") from error
 
 
 def read_input(path, spec: TensorSpec, *, key=None, resize=None, mean=None, std=None, scale=None, layout=None) -> np.ndarray:
@@ -75,11 +80,23 @@ def read_input(path, spec: TensorSpec, *, key=None, resize=None, mean=None, std=
     """
     if layout is not None and layout not in LAYOUTS:
         raise ParameterError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if resize is not None:
+        resize = _checked_resize(resize)
     row = spec.row_shape()
     layout = layout or infer_layout(row)
     path = _existing(path)
     if path.suffix.lower() in (".npy", ".npz"):
+        if resize is not None:
+            raise ParameterError(
+                f"resize: only images are resized; {str(path)!r} is an array, give it at the model's size "
+                f"{tuple(row) if row is not None else ''}"
+            )
         array = read_array(path, key=key, prefer=spec.name)
+        if array.ndim == 0:
+            raise InputShapeError(
+                f"input: {str(path)!r} holds a single number (a 0-d array); expected rows shaped like "
+                f"{tuple(spec.shape) if spec.shape is not None else 'the model input'}"
+            )
         if scale is not None or mean is not None or std is not None:
             array = _normalise(array.astype(np.float32), scale, mean, std, _array_channel_axis(array, row, layout))
     else:
@@ -199,18 +216,64 @@ def _read_image(path: Path, row, *, resize, layout) -> np.ndarray:
     spatial = [row[axis] for axis in range(len(row)) if axis != channel_axis] if row is not None else [None, None]
     if resize is None and all(isinstance(size, int) for size in spatial):
         resize = tuple(spatial)
+    elif resize is not None:
+        _check_against_model(resize, spatial)
     try:
-        with Image.open(path) as image:
+        # Pillow's decompression-bomb limit holds: an image past it is refused, not decoded.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InputError(f"input: {str(path)!r} is refused as a possible decompression bomb ({error})") from None
+    except UnidentifiedImageError as error:
+        raise InputError(
+            f"input: {str(path)!r} is neither .npy/.npz nor an image Pillow can read"
+        ) from error
+    with image:
+        _check_image_bytes(path, image.height, image.width, channels, "the image")
+        if resize is not None:
+            _check_image_bytes(path, resize[0], resize[1], channels, "resize")
+        try:
             image = image.convert(_MODES[channels])
             if resize is not None and tuple(resize) != (image.height, image.width):
                 height, width = resize
                 image = image.resize((int(width), int(height)), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.float32)
-    except UnidentifiedImageError as error:
-        raise InputError(
-            f"input: {str(path)!r} is neither .npy/.npz nor an image Pillow can read"
-        ) from error
+        except (OSError, SyntaxError) as error:  # a truncated or damaged image past its header
+            raise InputError(f"input: {str(path)!r} is a damaged image ({error})") from error
     return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def _checked_resize(resize) -> tuple[int, int]:
+    """``resize`` as (height, width) of positive ints."""
+    try:
+        height, width = resize
+    except (TypeError, ValueError):
+        raise ParameterError(f"resize must be (height, width), got {resize!r}") from None
+    for value in (height, width):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ParameterError(f"resize must be two positive ints (height, width), got {tuple(resize)!r}")
+    return int(height), int(width)
+
+
+def _check_against_model(resize, spatial) -> None:
+    """A resize the model's static height and width refuse fails before any pixel is read."""
+    for axis, (asked, size) in enumerate(zip(resize, spatial)):
+        if isinstance(size, int) and asked != size:
+            raise InputShapeError(
+                f"resize: {tuple(resize)} does not fit the model, whose input is {size} pixels "
+                f"{'high' if axis == 0 else 'wide'}; use {tuple(spatial)} or leave resize out"
+            )
+
+
+def _check_image_bytes(path, height: int, width: int, channels: int, what: str) -> None:
+    """Refuse an image whose float32 array would take more than MAX_IMAGE_BYTES."""
+    size = int(height) * int(width) * channels * 4
+    if size > MAX_IMAGE_BYTES:
+        raise InputError(
+            f"input: {what} of {str(path)!r}, {height}x{width} with {channels} channel(s), would take "
+            f"{size / 2**30:.3g} GiB as float32, over the {MAX_IMAGE_BYTES >> 30} GiB limit"
+        )
 
 
 def _array_channel_axis(array: np.ndarray, row, layout) -> int | None:

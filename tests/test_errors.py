@@ -335,3 +335,53 @@ def test_no_assert_statements_in_the_package():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         offenders += [f"{path.relative_to(PACKAGE)}:{node.lineno}" for node in ast.walk(tree) if isinstance(node, ast.Assert)]
     assert offenders == [], f"assert statements validate nothing under python -O: {offenders}"
+
+
+#: bare built-in errors the package may raise, by module and enclosing function, with the reason
+BARE_RAISES_ALLOWED = {
+    "explanation.py:Explanation.__getitem__": "IndexError: the sequence protocol (a row index out of range)",
+    "plot/tabular.py:row_index": "IndexError: a row out of range, as Explanation[index] raises it",
+    "tables.py:NamedRows.__getitem__": "KeyError: the mapping protocol (no row of that name)",
+    "jobs/sources.py:_header_shape": "ValueError: caught at once by its caller (READ_ERRORS) and recorded as an unreadable input",
+    "jobs/reading.py:_read_table_chunk": "ValueError: caught at once by its caller (_DAMAGE) and raised as a JobError",
+}
+BARE = {"ValueError", "IndexError", "KeyError"}
+
+
+def _bare_raises(tree: ast.AST) -> list[tuple[str, int]]:
+    """(enclosing qualified name, line) of every ``raise ValueError/IndexError/KeyError``."""
+    found = []
+
+    def visit(node, names):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                visit(child, names + [child.name])
+                continue
+            if isinstance(child, ast.Raise) and child.exc is not None:
+                raised = child.exc.func if isinstance(child.exc, ast.Call) else child.exc
+                if isinstance(raised, ast.Name) and raised.id in BARE:
+                    found.append((".".join(names) or "<module>", child.lineno))
+            visit(child, names)
+
+    visit(tree, [])
+    return found
+
+
+def test_no_bare_value_index_or_key_errors_escape_the_package():
+    """Validation raises the library's own errors (they subclass ValueError etc. where that fits)."""
+    offenders, used = [], set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for where, line in _bare_raises(tree):
+            key = f"{path.relative_to(PACKAGE).as_posix()}:{where}"
+            if key in BARE_RAISES_ALLOWED:
+                used.add(key)
+            else:
+                offenders.append(f"{key} (line {line})")
+    assert offenders == [], f"raise an error from agnostic_explain.errors instead, or list it with a reason: {offenders}"
+    assert used == set(BARE_RAISES_ALLOWED), f"allowed but no longer raised: {set(BARE_RAISES_ALLOWED) - used}"
+
+
+def test_the_bare_raise_check_sees_nested_functions():
+    tree = ast.parse("class A:\n    def f(self):\n        def g():\n            raise KeyError('x')\n")
+    assert _bare_raises(tree) == [("A.f.g", 4)]

@@ -35,6 +35,9 @@ def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        if isinstance(getattr(args, "out", None), str) and not args.out.strip():
+            # Path("") is the working directory: every command would write its files there.
+            raise ParameterError("--out: expected a file or folder name, got an empty string")
         return args.run(args)
     except BrokenPipeError:  # the reader left (`layers | head`): not an error
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -21,8 +21,8 @@ def static_batch_size(model: onnx.ModelProto) -> int | None:
         dims = value.type.tensor_type.shape.dim
         if value.name in initializers or not value.type.tensor_type.HasField("shape") or len(dims) == 0:
             continue
-        if not dims[0].HasField("dim_value"):
-            return None
+        if not dims[0].HasField("dim_value") or dims[0].dim_value < 1:
+            return None  # symbolic, or a size ONNX Runtime reads as unknown (-1) or one of no rows
         firsts.append(dims[0].dim_value)
     return firsts[0] if firsts else None
 

@@ -14,9 +14,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import onnx
+from google.protobuf.message import Message
 from onnx import numpy_helper
 
-from ..errors import ModelLoadError, ModelNotFoundError
+from ..errors import ModelLoadError, ModelNotFoundError, ParameterError
 
 __all__ = ["HasGraph", "ModelSource", "open_model", "read_model"]
 
@@ -47,7 +48,10 @@ class ModelSource:
         for tensor in self.proto.graph.initializer:
             if tensor.name == name:
                 return self.array(tensor)
-        raise KeyError(name)
+        names = [tensor.name for tensor in self.proto.graph.initializer]
+        raise ParameterError(
+            f"name: the model has no initializer {name!r}; it has {names[:8]}{' ...' if len(names) > 8 else ''}"
+        )
 
     def array(self, tensor: onnx.TensorProto) -> np.ndarray:
         if not _is_external(tensor):
@@ -91,23 +95,67 @@ def open_model(model) -> ModelSource:
 
 
 def check_external_locations(source: ModelSource) -> None:
-    """Refuse external data references that point outside the model's folder.
+    """Refuse external data references that cannot be read safely.
 
     A model file names its weight files; a crafted one could name ``../../etc/passwd`` or an
-    absolute path, or a symlink out of the folder. Nothing outside the folder is ever read.
+    absolute path, or a symlink out of the folder. Nothing outside the folder is ever read. An
+    in-memory model with external data and no folder is refused rather than resolved against
+    the process's working directory. A reference whose offset or length falls past the end of
+    its file is refused before ONNX Runtime reads it.
     """
     external = [tensor for tensor in source.proto.graph.initializer if _is_external(tensor)]
-    if not external or source.base_dir is None:
+    if not external:
         return
+    if source.base_dir is None:
+        raise ModelLoadError(
+            f"model: initializer {external[0].name!r} is stored in an external file, but the model was given "
+            "in memory without its folder; pass external_data_dir=FOLDER (the folder holding the weight "
+            "files), or load the model from its .onnx path"
+        )
     root = Path(os.path.realpath(source.base_dir))
     for tensor in external:
-        location = {entry.key: entry.value for entry in tensor.external_data}.get("location", "")
+        entries = {entry.key: entry.value for entry in tensor.external_data}
+        location = entries.get("location", "")
+        if "\x00" in location:
+            raise ModelLoadError(
+                f"model: initializer {tensor.name!r} names external data {location!r}, which holds a NUL byte; "
+                "expected a file name inside the model's folder"
+            )
         target = Path(os.path.realpath(root / location))
         if not location or Path(location).is_absolute() or root not in (target, *target.parents):
             raise ModelLoadError(
                 f"model: initializer {tensor.name!r} names external data {location!r}, outside the "
                 f"model's folder {str(root)!r}; only files inside that folder are read"
             )
+        _check_extent(tensor, entries, target)
+
+
+def _check_extent(tensor: onnx.TensorProto, entries: dict, target: Path) -> None:
+    """The offset and length of an external reference: non-negative integers inside the file."""
+    if not target.is_file():
+        raise ModelLoadError(
+            f"model: initializer {tensor.name!r} names external data {entries.get('location')!r}, "
+            f"but there is no such file in the model's folder {str(target.parent)!r}"
+        )
+    size = target.stat().st_size
+    extent = {}
+    for key in ("offset", "length"):
+        text = entries.get(key)
+        if text is None:
+            continue
+        if not text.isascii() or not text.isdigit():
+            raise ModelLoadError(
+                f"model: initializer {tensor.name!r} has external data {key} {text!r}; expected a "
+                "non-negative integer"
+            )
+        extent[key] = int(text)
+    offset = extent.get("offset", 0)
+    end = offset + extent.get("length", max(size - offset, 0))
+    if offset > size or end > size:
+        raise ModelLoadError(
+            f"model: initializer {tensor.name!r} reads bytes {offset} to {end} of "
+            f"{entries.get('location')!r}, past the end of the file ({size} bytes)"
+        )
 
 
 def _is_external(tensor: onnx.TensorProto) -> bool:
@@ -142,6 +190,9 @@ def read_model(model, external_data_dir=None) -> tuple[onnx.ModelProto, Path | N
         )
     if not proto.graph.node and not proto.graph.output:
         raise ModelLoadError("model: the ONNX graph is empty (no nodes and no outputs)")
+    if not proto.graph.output:
+        raise ModelLoadError("model: the ONNX graph declares no outputs; a model needs at least one to explain")
+    check_text(proto)
     folder = path.parent if path is not None else external_data_dir
     check_external_locations(ModelSource(proto, Path(folder) if folder is not None else None, path))
     try:
@@ -151,6 +202,29 @@ def read_model(model, external_data_dir=None) -> tuple[onnx.ModelProto, Path | N
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"model fails the ONNX checker: {first}") from error
     return proto, path
+
+
+def check_text(proto: onnx.ModelProto) -> None:
+    """Refuse names and metadata that are not valid UTF-8.
+
+    ONNX strings are UTF-8. protobuf parses a model whose strings are not, and hands such
+    fields back as ``bytes``, which every later step (paths, messages, metadata) would trip on.
+    """
+    stack = [(proto, "model")]
+    while stack:
+        message, where = stack.pop()
+        for field, value in message.ListFields():
+            if field.type == field.TYPE_STRING:
+                values = (value,) if isinstance(value, (str, bytes)) else value
+                bad = next((item for item in values if not isinstance(item, str)), None)
+                if bad is not None:
+                    raise ModelLoadError(
+                        f"model: {where}.{field.name} is not valid UTF-8 text ({bytes(bad)[:40]!r}); ONNX "
+                        "names and metadata must be UTF-8"
+                    )
+            elif field.type == field.TYPE_MESSAGE:
+                items = (value,) if isinstance(value, Message) else value
+                stack.extend((item, f"{where}.{field.name}") for item in items)
 
 
 def _without_external_data(proto: onnx.ModelProto) -> onnx.ModelProto:

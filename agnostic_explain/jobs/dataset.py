@@ -140,6 +140,10 @@ def explain_dataset(
     _check_choice("on_error", on_error, ON_ERROR)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ParameterError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    if isinstance(out, str) and not out.strip():
+        raise ParameterError("out: expected a folder name, got an empty string (that would be the working directory)")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ParameterError(f"threads must be a positive int or None, got {threads!r}")
     if callback is not None and not callable(callback):
         raise ParameterError(f"callback must be callable, got {callback!r}")
     if isinstance(devices, str):

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import OutOfMemoryError, ParameterError
+from ..errors import ModelExecutionError, OutOfMemoryError, ParameterError
 from .feeds import Feeds
 from .tuning import recall, remember
 
@@ -250,6 +250,7 @@ def evaluate(
             sizer.record(stop - start, time.perf_counter() - began)
             outputs = [np.moveaxis(value, spec.batch_axis, 0) if spec.batch_axis else value
                        for value, spec in zip(outputs, out_specs)]
+            _check_rows(outputs, out_specs, stop - start)
             results.append(reduce(outputs if several else outputs[0], own))
             if bar is not None:
                 bar.update(stop - start)
@@ -262,6 +263,21 @@ def evaluate(
     return np.concatenate(results, axis=0)
 
 
+#: the most input a run padded to a model's static batch may take
+PAD_BYTES = 4 << 30
+
+
+def _check_rows(outputs, specs, n_rows: int) -> None:
+    """Each output has one row per input row (after moving its batch axis first): the rows are
+    concatenated and explained one by one, so an output without them cannot be explained."""
+    for value, spec in zip(outputs, specs):
+        if np.ndim(value) == 0 or np.shape(value)[0] != n_rows:
+            raise ModelExecutionError(
+                f"output {spec.name!r}: the model returned shape {np.shape(value)} for {n_rows} input rows; "
+                "expected one row of output per input row on its batch axis"
+            )
+
+
 def _run_padded(model, feeds: dict[str, np.ndarray], batched: set[str], outputs: list[str], size: int | None):
     """Run one batch whole, or in slices of ``size`` rows with the last one padded.
 
@@ -271,6 +287,12 @@ def _run_padded(model, feeds: dict[str, np.ndarray], batched: set[str], outputs:
     if size is None:
         return model.run_batch(feeds, batched, outputs)
     n = len(feeds[next(iter(batched))])
+    padded = size * sum(feeds[name][:1].nbytes for name in batched)
+    if padded > PAD_BYTES:
+        raise ModelExecutionError(
+            f"model: its static batch of {size} rows would take {padded / 2**30:.3g} GiB of input per run, "
+            f"over {PAD_BYTES >> 30} GiB; export it with a dynamic or smaller batch"
+        )
     pieces = []
     for start in range(0, n, size):
         piece = {

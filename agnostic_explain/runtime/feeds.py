@@ -43,6 +43,11 @@ class Feeds:
     def prepare(cls, model, x, *, input=None, fixed_inputs=None, check_finite=True) -> "Feeds":
         spec = model.input_spec(input)
         rows = _batch_first(_with_batch_axis(x, spec), spec, parameter="x")
+        if rows.ndim == 0:
+            raise InputShapeError(
+                f"x: input {spec.name!r} is declared with shape {tuple(spec.shape or ())}, a scalar with no "
+                "axis of rows; only inputs with a batch axis can be explained"
+            )
         if rows.shape[0] == 0:
             raise InputShapeError("x: no rows to explain (the batch axis has size 0)")
         if check_finite:

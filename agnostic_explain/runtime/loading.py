@@ -38,7 +38,9 @@ def load(
         ONNX Runtime intra-op threads; by default ONNX Runtime's choice (one per core).
     external_data_dir : str or os.PathLike, optional
         The folder external weights are read from, for a model given in memory (an edit of
-        a model whose weights are external, say); a file's own folder is used otherwise.
+        a model whose weights are external, say); a file's own folder is used otherwise. An
+        in-memory model with external weights and no folder is refused (ModelLoadError): its
+        weights are never looked for in the working directory.
     fuse : "auto", True or False
         Fuse perturbations into the graph (see :mod:`agnostic_explain.graph.fuse`): methods
         that support it send the explained rows once and compact masks per batch, and get

@@ -5,6 +5,8 @@ shape inference misses. The graph layer asks for them through
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 
@@ -14,6 +16,9 @@ from ..graph.source import ModelSource
 from .session import input_specs, open_session
 
 __all__ = ["fill_types"]
+
+#: the most a made-up sample input may take; past it the caller is asked for ``sample=``
+SAMPLE_BYTES = 256 << 20
 
 
 def fill_types(source: ModelSource, names: list[str], sample) -> dict[str, tuple]:
@@ -54,6 +59,12 @@ def _sample_feeds(specs, sample) -> dict:
             rows = feeds[spec.name].shape[spec.batch_axis] if spec.batch_axis is not None else rows
             continue
         shape = [rows if axis == spec.batch_axis else (dim if isinstance(dim, int) else 1) for axis, dim in enumerate(spec.shape)]
-        feeds[spec.name] = (generator.random(shape).astype(spec.dtype) if np.issubdtype(spec.dtype, np.floating)
-                            else np.zeros(shape, spec.dtype))
+        size = math.prod(shape) * spec.dtype.itemsize
+        if size > SAMPLE_BYTES:
+            raise ModelExecutionError(
+                f"sample: a made-up input {spec.name!r} of shape {tuple(shape)} would take {size / 2**20:.0f} MiB, "
+                f"over {SAMPLE_BYTES >> 20} MiB; pass sample= inputs to find the shapes shape inference misses"
+            )
+        feeds[spec.name] = (generator.random(shape, dtype=np.float32).astype(spec.dtype, copy=False)
+                            if np.issubdtype(spec.dtype, np.floating) else np.zeros(shape, spec.dtype))
     return feeds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from .precision import PRECISIONS, to_float16
 from .providers import CUDA, resolve_providers, with_cuda_graph, without_cuda_graph
 from .specs import TensorSpec, dtype_from_ort
 
+#: the most the row-independence probe may feed (two rows of every input); above it the probe is skipped
+PROBE_BYTES = 64 << 20
 _MEMORY_MESSAGES = ("out of memory", "failed to allocate", "bad_alloc", "cudaerrormemoryallocation")
 
 
@@ -71,7 +74,7 @@ class OnnxModel(Model):
         self._session_config = dict(session_config or {})
         self.metadata = {prop.key: prop.value for prop in proto.metadata_props}
         self.label_names = _json_names(self.metadata.get("class_names"))
-        self.feature_names = _json_names(self.metadata.get("feature_names"))
+        self.feature_names = _json_names(self.metadata.get("feature_names"), "feature_names")
         self.preprocessing = _json_preprocessing(self.metadata.get("preprocessing"))
         self.static_batch = None
         if cuda_graph:
@@ -188,14 +191,22 @@ def open_session(model, *, providers, threads=None, session_config=None, externa
     when an in-memory proto refers to them. No ONNX checker: callers check first, or run an
     edit the checker would refuse (outputs whose type only ONNX Runtime infers).
     """
+    in_memory = isinstance(model, onnx.ModelProto)
+    if in_memory and external_data_dir is None and uses_external_data(model):
+        raise ModelLoadError(
+            "model: its weights are stored in external files, but it was given in memory without their "
+            "folder; pass external_data_dir=FOLDER, or load the model from its .onnx path"
+        )
+    # ONNX Runtime's own log lines (warnings, and errors we turn into one message of ours) would
+    # bury the message the user needs: the environment logger and the session log only fatal ones.
+    ort.set_default_logger_severity(4)
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
+    options.log_severity_level = 4
     options.use_deterministic_compute = True  # random_state must give identical results, on CUDA too
     if threads:
         options.intra_op_num_threads = threads
     for key, value in (session_config or {}).items():
         options.add_session_config_entry(key, value)
-    in_memory = isinstance(model, onnx.ModelProto)
     if in_memory and external_data_dir is not None and uses_external_data(model):
         options.add_session_config_entry(
             "session.model_external_initializers_file_folder_path", str(external_data_dir)
@@ -220,13 +231,26 @@ def _rows_independent(session: ort.InferenceSession, size: int) -> bool:
     shape and are fed unchanged to every run.
     """
     generator = np.random.default_rng(0)
+    shapes = {}
+    for arg in session.get_inputs():
+        is_batched = bool(arg.shape) and isinstance(arg.shape[0], str)
+        dims = arg.shape[1:] if is_batched else arg.shape
+        shapes[arg.name] = (is_batched, ([2] if is_batched else []) + [dim if isinstance(dim, int) else 1 for dim in dims])
+    total = sum(math.prod(shape) * dtype_from_ort(arg.type).itemsize for arg, (_, shape) in zip(session.get_inputs(), shapes.values()))
+    if total > PROBE_BYTES:
+        warnings.warn(
+            f"model: the inputs of a two-row probe would take {total / 2**20:.0f} MiB, over "
+            f"{PROBE_BYTES >> 20} MiB; the model keeps its static batch size", RuntimeWarning, stacklevel=4,
+        )
+        return False
     batched, shared = {}, {}
     for arg in session.get_inputs():
         dtype = dtype_from_ort(arg.type)
-        is_batched = bool(arg.shape) and isinstance(arg.shape[0], str)
-        dims = arg.shape[1:] if is_batched else arg.shape
-        shape = ([2] if is_batched else []) + [dim if isinstance(dim, int) else 1 for dim in dims]
-        value = generator.random(shape).astype(dtype) if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype)
+        is_batched, shape = shapes[arg.name]
+        if np.issubdtype(dtype, np.floating):
+            value = generator.random(shape, dtype=np.float32).astype(dtype, copy=False)
+        else:
+            value = np.zeros(shape, dtype)
         (batched if is_batched else shared)[arg.name] = value
     quiet = ort.RunOptions()
     quiet.log_severity_level = 4  # a failing probe is an expected outcome, not an error to print
@@ -307,7 +331,7 @@ def _json_preprocessing(text: str | None) -> dict | None:
     """The ``preprocessing`` metadata (layout, scale, mean, std), or None when absent or malformed."""
     try:
         found = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's recursion limit
         return None
     if not isinstance(found, dict):
         return None
@@ -317,13 +341,26 @@ def _json_preprocessing(text: str | None) -> dict | None:
     return result or None
 
 
-def _json_names(text: str | None) -> tuple[str, ...] | None:
+def _json_names(text: str | None, key: str = "class_names") -> tuple[str, ...] | None:
+    """Names from metadata ``key``: a JSON list, or a dict of integer keys (``{"0": "cat", ...}``)."""
     if not text:
         return None
+    expected = 'expected a JSON list of names or a dict with integer keys such as {"0": "cat"}; fix or remove the entry'
     try:
         names = json.loads(text)
     except ValueError:
-        return None
+        return None  # not JSON: a free-text entry of another tool, not names
+    except RecursionError:
+        raise ModelLoadError(f"model metadata {key!r}: JSON nested too deeply to read; {expected}") from None
     if isinstance(names, dict):  # {"0": "cat", ...}
-        names = [names[key] for key in sorted(names, key=lambda key: int(key))]
-    return tuple(str(name) for name in names) if isinstance(names, list) else None
+        try:
+            order = {name: int(name) for name in names}
+        except ValueError:
+            bad = next(name for name in names if not name.lstrip("-").isdigit())
+            raise ModelLoadError(f"model metadata {key!r}: the key {bad[:40]!r} is not an integer; {expected}") from None
+        names = [names[name] for name in sorted(names, key=order.__getitem__)]
+    if not isinstance(names, list):
+        return None
+    if any(isinstance(name, (list, dict)) for name in names):
+        raise ModelLoadError(f"model metadata {key!r}: names must be strings or numbers, not lists or dicts; {expected}")
+    return tuple(str(name) for name in names)

@@ -64,7 +64,7 @@ def gemm(ctx, node, grads):
     return result
 
 
-def _subscripts(equation, n_operands):
+def _subscripts(ctx, equation, n_operands):
     equation = equation.replace(" ", "")
     if "->" in equation:
         inputs, output = equation.split("->")
@@ -74,7 +74,7 @@ def _subscripts(equation, n_operands):
         output = ("..." if "..." in inputs else "") + "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
     terms = inputs.split(",")
     if len(terms) != n_operands:
-        raise ValueError(equation)
+        ctx.refuse(f"its equation {equation!r} names {len(terms)} operands, but the node has {n_operands} inputs")
     return terms, output
 
 
@@ -88,7 +88,7 @@ def einsum(ctx, node, grads):
     Letters summed away in operand i alone come back by Unsqueeze + Expand. Repeated letters
     within one operand (diagonals) are refused.
     """
-    terms, output = _subscripts(ctx.attribute("equation").decode() if isinstance(
+    terms, output = _subscripts(ctx, ctx.attribute("equation").decode() if isinstance(
         ctx.attribute("equation"), bytes) else ctx.attribute("equation"), len(node.input))
     g = grads[0]
     result = [None] * len(node.input)
