@@ -6,6 +6,7 @@ Edits return a new ``onnx.ModelProto`` and never change their argument.
 from .batch import make_batch_dynamic, static_batch_size
 from .expose import expose
 from .fuse import fuse_perturbation
+from .gradient import gradient
 from .inspect import Layer, LayerTable, TensorInfo, layers, tensors
 from .randomize import randomize, weight_layers
 from .source import ModelSource, open_model
@@ -13,6 +14,6 @@ from .split import split
 from .weights import WeightTable, weights
 
 __all__ = sorted([
-    "Layer", "LayerTable", "ModelSource", "TensorInfo", "expose", "fuse_perturbation", "layers", "make_batch_dynamic",
+    "Layer", "LayerTable", "ModelSource", "TensorInfo", "expose", "fuse_perturbation", "gradient", "layers", "make_batch_dynamic",
     "open_model", "randomize", "split", "static_batch_size", "tensors", "WeightTable", "weight_layers", "weights",
 ])

