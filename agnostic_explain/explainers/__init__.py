@@ -3,10 +3,13 @@
 from .ablation import FeatureAblation
 from .cam import AblationCam, ScoreCam
 from .base import Explainer
+from .input_x_gradient import InputXGradient
+from .integrated_gradients import IntegratedGradients
 from .kernel_shap import KernelShap
 from .lime import LimeImage, LimeTabular, LimeText
 from .occlusion import Occlusion
 from .rise import Rise
+from .saliency import Saliency
 from .shapley_sampling import ShapleySampling
 from .unit_ablation import UnitAblation
 
@@ -14,12 +17,15 @@ __all__ = [
     "AblationCam",
     "Explainer",
     "FeatureAblation",
+    "InputXGradient",
+    "IntegratedGradients",
     "KernelShap",
     "LimeImage",
     "LimeTabular",
     "LimeText",
     "Occlusion",
     "Rise",
+    "Saliency",
     "ScoreCam",
     "ShapleySampling",
     "UnitAblation",

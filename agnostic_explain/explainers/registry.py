@@ -20,12 +20,15 @@ from ..errors import ParameterError
 from .ablation import FeatureAblation
 from .base import Explainer
 from .cam import AblationCam, ScoreCam
+from .input_x_gradient import InputXGradient
+from .integrated_gradients import IntegratedGradients
 from .kernel_shap import KernelShap
 from .lime_image import LimeImage
 from .lime_tabular import LimeTabular
 from .lime_text import LimeText
 from .occlusion import Occlusion
 from .rise import Rise
+from .saliency import Saliency
 from .shapley_sampling import ShapleySampling
 from .unit_ablation import UnitAblation
 
