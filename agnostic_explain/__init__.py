@@ -14,6 +14,8 @@ from .explainers import (
     AblationCam,
     Explainer,
     FeatureAblation,
+    GradCam,
+    GradCamPlusPlus,
     InputXGradient,
     IntegratedGradients,
     KernelShap,
@@ -46,6 +48,8 @@ from ._version import __version__  # noqa: E402
 __all__ = sorted(
     [
         "AblationCam",
+        "GradCamPlusPlus",
+        "GradCam",
         "Saliency",
         "IntegratedGradients",
         "InputXGradient",

@@ -5,6 +5,7 @@ from .cam import AblationCam, ScoreCam
 from .base import Explainer
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
+from .grad_cam import GradCam, GradCamPlusPlus
 from .kernel_shap import KernelShap
 from .lime import LimeImage, LimeTabular, LimeText
 from .occlusion import Occlusion
@@ -17,6 +18,8 @@ __all__ = [
     "AblationCam",
     "Explainer",
     "FeatureAblation",
+    "GradCam",
+    "GradCamPlusPlus",
     "InputXGradient",
     "IntegratedGradients",
     "KernelShap",

@@ -22,6 +22,7 @@ from .base import Explainer
 from .cam import AblationCam, ScoreCam
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
+from .grad_cam import GradCam, GradCamPlusPlus
 from .kernel_shap import KernelShap
 from .lime_image import LimeImage
 from .lime_tabular import LimeTabular
