@@ -19,6 +19,7 @@ from .explainers import (
     InputXGradient,
     IntegratedGradients,
     KernelShap,
+    LayerIntegratedGradients,
     LimeImage,
     LimeTabular,
     LimeText,
@@ -48,6 +49,7 @@ from ._version import __version__  # noqa: E402
 __all__ = sorted(
     [
         "AblationCam",
+        "LayerIntegratedGradients",
         "GradCamPlusPlus",
         "GradCam",
         "Saliency",

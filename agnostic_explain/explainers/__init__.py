@@ -7,6 +7,7 @@ from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .grad_cam import GradCam, GradCamPlusPlus
 from .kernel_shap import KernelShap
+from .layer_integrated_gradients import LayerIntegratedGradients
 from .lime import LimeImage, LimeTabular, LimeText
 from .occlusion import Occlusion
 from .rise import Rise
@@ -23,6 +24,7 @@ __all__ = [
     "InputXGradient",
     "IntegratedGradients",
     "KernelShap",
+    "LayerIntegratedGradients",
     "LimeImage",
     "LimeTabular",
     "LimeText",

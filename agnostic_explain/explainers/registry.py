@@ -24,6 +24,7 @@ from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .grad_cam import GradCam, GradCamPlusPlus
 from .kernel_shap import KernelShap
+from .layer_integrated_gradients import LayerIntegratedGradients
 from .lime_image import LimeImage
 from .lime_tabular import LimeTabular
 from .lime_text import LimeText
