@@ -37,10 +37,11 @@ class LayerIntegratedGradients(LayerGradientExplainer):
 
     Returns (from ``explain``)
     --------------------------
-    Explanation whose ``values`` are shaped like the layer, (n_rows, *layer_shape); ``extras``
-    hold ``delta`` (n_rows,) and, for a (batch, tokens, dim) layer of a token model,
-    ``token_values`` (n_rows, tokens): the sum over the embedding dimension, one value per
-    input position.
+    Explanation whose ``values`` are shaped like the layer, (n_rows, *layer_shape), except for
+    token ids explained at a (batch, tokens, dim) layer: ``values`` are then one per token,
+    (n_rows, tokens), the sum over the embedding dimension (what the text plots and the other
+    token methods give), and ``extras["layer_values"]`` hold the layer-shaped values.
+    ``extras["delta"]`` (n_rows,) is the convergence delta.
 
     Examples
     --------
@@ -54,7 +55,8 @@ class LayerIntegratedGradients(LayerGradientExplainer):
 
     method = "layer_integrated_gradients"
     row_kinds = ("tokens",)
-    values_like_rows = False
+    #: true of token rows, the kind it explains (values at another layer are shaped like the layer)
+    values_like_rows = True
 
     def __init__(self, model, layer=None, baseline=0, steps=50, method="gausslegendre"):
         super().__init__(model, layer)
@@ -101,8 +103,10 @@ class LayerIntegratedGradients(LayerGradientExplainer):
         values = (total * (at_rows.astype(np.float64) - at_baseline)).astype(np.float32)
         f_baseline = problem.target.select(transform(outputs, problem.output_transform), np.arange(n))
         problem.extras["delta"] = completeness_delta(values, problem.base_values, f_baseline)
-        if problem.rows.dtype.kind in "iu" and values.ndim == 3 and values.shape[1] == problem.rows.shape[-1]:
-            problem.extras["token_values"] = values.sum(axis=2)
+        if problem.rows.dtype.kind in "iu" and values.shape[:2] == problem.rows.shape and values.ndim == 3:
+            # per token, as every token method and the text plots read them
+            problem.extras["layer_values"] = values
+            return values.sum(axis=2)
         return values
 
 
