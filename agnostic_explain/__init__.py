@@ -16,6 +16,7 @@ from .explainers import (
     FeatureAblation,
     GradCam,
     GradCamPlusPlus,
+    GradientShap,
     InputXGradient,
     IntegratedGradients,
     KernelShap,
@@ -28,6 +29,7 @@ from .explainers import (
     Saliency,
     ScoreCam,
     ShapleySampling,
+    SmoothGrad,
     UnitAblation,
 )
 from .explanation import Explanation
@@ -49,6 +51,8 @@ from ._version import __version__  # noqa: E402
 __all__ = sorted(
     [
         "AblationCam",
+        "SmoothGrad",
+        "GradientShap",
         "LayerIntegratedGradients",
         "GradCamPlusPlus",
         "GradCam",

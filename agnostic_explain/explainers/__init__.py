@@ -3,6 +3,7 @@
 from .ablation import FeatureAblation
 from .cam import AblationCam, ScoreCam
 from .base import Explainer
+from .gradient_shap import GradientShap
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .grad_cam import GradCam, GradCamPlusPlus
@@ -12,6 +13,7 @@ from .lime import LimeImage, LimeTabular, LimeText
 from .occlusion import Occlusion
 from .rise import Rise
 from .saliency import Saliency
+from .smooth_grad import SmoothGrad
 from .shapley_sampling import ShapleySampling
 from .unit_ablation import UnitAblation
 
@@ -21,6 +23,7 @@ __all__ = [
     "FeatureAblation",
     "GradCam",
     "GradCamPlusPlus",
+    "GradientShap",
     "InputXGradient",
     "IntegratedGradients",
     "KernelShap",
@@ -33,5 +36,6 @@ __all__ = [
     "Saliency",
     "ScoreCam",
     "ShapleySampling",
+    "SmoothGrad",
     "UnitAblation",
 ]

@@ -20,6 +20,7 @@ from ..errors import ParameterError
 from .ablation import FeatureAblation
 from .base import Explainer
 from .cam import AblationCam, ScoreCam
+from .gradient_shap import GradientShap
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .grad_cam import GradCam, GradCamPlusPlus
@@ -31,6 +32,7 @@ from .lime_text import LimeText
 from .occlusion import Occlusion
 from .rise import Rise
 from .saliency import Saliency
+from .smooth_grad import SmoothGrad
 from .shapley_sampling import ShapleySampling
 from .unit_ablation import UnitAblation
 
