@@ -17,9 +17,12 @@ from .explainers import (
     GradCam,
     GradCamPlusPlus,
     GradientShap,
+    GuidedBackprop,
+    GuidedGradCam,
     InputXGradient,
     IntegratedGradients,
     KernelShap,
+    LayerGradientXActivation,
     LayerIntegratedGradients,
     LimeImage,
     LimeTabular,
@@ -51,6 +54,9 @@ from ._version import __version__  # noqa: E402
 __all__ = sorted(
     [
         "AblationCam",
+        "LayerGradientXActivation",
+        "GuidedGradCam",
+        "GuidedBackprop",
         "SmoothGrad",
         "GradientShap",
         "LayerIntegratedGradients",

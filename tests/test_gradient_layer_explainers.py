@@ -75,3 +75,32 @@ def test_grad_cam_plus_plus_matches_pytorch_grad_cam_formula(cnn):
     weights = np.sum(np.maximum(grads, 0) * aij, axis=(2, 3))
     expected = np.maximum((weights[:, :, None, None] * activations).sum(1), 0)
     assert_close(ours.extras["layer_map"], expected)
+
+
+def test_guided_backprop_matches_captum(cnn):
+    net, model, images = cnn
+    ours = ae.GuidedBackprop(model).explain(images, target=[4, 0, 2])
+    expected = captum_attr.GuidedBackprop(net).attribute(torch.tensor(images), target=torch.tensor([4, 0, 2]))
+    assert_close(ours.values, expected.detach().numpy())
+    plain = ae.Saliency(model, absolute=False).explain(images, target=[4, 0, 2]).values
+    assert not np.allclose(ours.values, plain)  # the guided rule changed something
+
+
+@pytest.mark.parametrize("index", sorted(LAYERS))
+def test_guided_grad_cam_matches_captum(cnn, index):
+    net, model, images = cnn
+    ours = ae.GuidedGradCam(model, layer=LAYERS[index]).explain(images, target="predicted")
+    expected = captum_attr.GuidedGradCam(net, net[index]).attribute(
+        torch.tensor(images), target=torch.tensor(targets_of(net, images)))
+    assert_close(ours.values, expected.detach().numpy())
+
+
+@pytest.mark.parametrize("index", sorted(LAYERS))
+def test_layer_gradient_x_activation_matches_captum(cnn, index):
+    net, model, images = cnn
+    ours = ae.LayerGradientXActivation(model, LAYERS[index]).explain(images, target=[1, 1, 0],
+                                                                     output_transform="softmax")
+    expected = captum_attr.LayerGradientXActivation(lambda x: torch.softmax(net(x), 1), net[index]).attribute(
+        torch.tensor(images), target=torch.tensor([1, 1, 0]))
+    assert_close(ours.values, expected.detach().numpy())
+    assert ours.n_evals == 2 * len(images) and ours.extras["n_evals_tail"] == len(images)

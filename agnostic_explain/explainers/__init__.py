@@ -4,10 +4,12 @@ from .ablation import FeatureAblation
 from .cam import AblationCam, ScoreCam
 from .base import Explainer
 from .gradient_shap import GradientShap
+from .guided import GuidedBackprop, GuidedGradCam
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .grad_cam import GradCam, GradCamPlusPlus
 from .kernel_shap import KernelShap
+from .layer_gradient_x_activation import LayerGradientXActivation
 from .layer_integrated_gradients import LayerIntegratedGradients
 from .lime import LimeImage, LimeTabular, LimeText
 from .occlusion import Occlusion
@@ -24,9 +26,12 @@ __all__ = [
     "GradCam",
     "GradCamPlusPlus",
     "GradientShap",
+    "GuidedBackprop",
+    "GuidedGradCam",
     "InputXGradient",
     "IntegratedGradients",
     "KernelShap",
+    "LayerGradientXActivation",
     "LayerIntegratedGradients",
     "LimeImage",
     "LimeTabular",

@@ -23,7 +23,10 @@ from ..runtime.batching import Feeds, evaluate
 from ..runtime.model import Model
 from .base import Explainer, Problem
 
-__all__ = ["GradientExplainer", "GradientModel", "gradient_model", "one_hot_seeds", "run_gradients"]
+__all__ = [
+    "GradientExplainer", "GradientModel", "gradient_model", "input_gradients", "one_hot_seeds", "require_float_rows",
+    "run_gradients",
+]
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,28 @@ def fixed_values(feeds: Feeds) -> dict:
     return {name: value for name, (value, _) in feeds.fixed.items()}
 
 
+def input_gradients(problem: Problem, n: int, make_rows, owners: np.ndarray, desc: str, *, rules=None,
+                    rules_key=None) -> np.ndarray:
+    """Gradients of the target with respect to the explained input at ``n`` rows built by
+    ``make_rows(start, stop)``, shape (n, *row_shape); ``rules`` override backward rules
+    (cached under ``rules_key``)."""
+    graph = gradient_model(
+        problem.model, problem.model, "model", wrt=problem.feeds.name, output=problem.output,
+        output_transform=problem.output_transform, rules=rules, rules_key=rules_key,
+    )
+    return run_gradients(problem, graph, rows=problem.rows, fixed=fixed_values(problem.feeds), n=n,
+                         make_rows=make_rows, owners=owners, desc=desc)
+
+
+def require_float_rows(rows: np.ndarray, method: str) -> None:
+    """Refuse integer rows (token ids): they have no gradient."""
+    if rows.dtype.kind not in "fc":
+        raise ParameterError(
+            f"x: {method} differentiates the input, which needs floating-point rows; got dtype "
+            f"{rows.dtype}. For token ids, explain the embedding output with LayerIntegratedGradients"
+        )
+
+
 class GradientExplainer(Explainer):
     """Base of the methods that differentiate the model's output with respect to its input.
 
@@ -100,22 +125,13 @@ class GradientExplainer(Explainer):
     rules: dict | None = None
 
     def _check(self, rows: np.ndarray):
-        if rows.dtype.kind not in "fc":
-            raise ParameterError(
-                f"x: {type(self).__name__} differentiates the input, which needs floating-point rows; got dtype "
-                f"{rows.dtype}. For token ids, explain the embedding output with LayerIntegratedGradients"
-            )
+        require_float_rows(rows, type(self).__name__)
         return None
 
     def _input_gradients(self, problem: Problem, n: int, make_rows, owners: np.ndarray, desc: str) -> np.ndarray:
         """Gradients of the target at ``n`` input rows, shape (n, *row_shape)."""
-        graph = gradient_model(
-            problem.model, problem.model, "model", wrt=problem.feeds.name, output=problem.output,
-            output_transform=problem.output_transform, rules=self.rules,
-            rules_key=self.method if self.rules else None,
-        )
-        return run_gradients(problem, graph, rows=problem.rows, fixed=fixed_values(problem.feeds), n=n,
-                             make_rows=make_rows, owners=owners, desc=desc)
+        return input_gradients(problem, n, make_rows, owners, desc, rules=self.rules,
+                               rules_key=self.method if self.rules else None)
 
     def _gradients_at_rows(self, problem: Problem) -> np.ndarray:
         """Gradients of the target at the explained rows themselves."""

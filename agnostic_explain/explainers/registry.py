@@ -21,10 +21,12 @@ from .ablation import FeatureAblation
 from .base import Explainer
 from .cam import AblationCam, ScoreCam
 from .gradient_shap import GradientShap
+from .guided import GuidedBackprop, GuidedGradCam
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .grad_cam import GradCam, GradCamPlusPlus
 from .kernel_shap import KernelShap
+from .layer_gradient_x_activation import LayerGradientXActivation
 from .layer_integrated_gradients import LayerIntegratedGradients
 from .lime_image import LimeImage
 from .lime_tabular import LimeTabular
