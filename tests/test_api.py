@@ -20,6 +20,7 @@ DOCTESTED = [
     "agnostic_explain.graph.batch",
     "agnostic_explain.graph.inspect",
     "agnostic_explain.graph.expose",
+    "agnostic_explain.graph.explained",
     "agnostic_explain.graph.split",
     "agnostic_explain.graph.randomize",
     "agnostic_explain.explainers.cam",
