@@ -12,6 +12,7 @@ from . import errors, graph, jobs, metrics, report
 from .activations import Activations, LayerActivations
 from .explainers import (
     AblationCam,
+    DeepLift,
     Explainer,
     FeatureAblation,
     GradCam,
@@ -54,6 +55,7 @@ from ._version import __version__  # noqa: E402
 __all__ = sorted(
     [
         "AblationCam",
+        "DeepLift",
         "LayerGradientXActivation",
         "GuidedGradCam",
         "GuidedBackprop",

@@ -25,6 +25,7 @@ DOCTESTED = [
     "agnostic_explain.graph.randomize",
     "agnostic_explain.explainers.cam",
     "agnostic_explain.explainers.saliency",
+    "agnostic_explain.explainers.deep_lift",
     "agnostic_explain.explainers.input_x_gradient",
     "agnostic_explain.explainers.integrated_gradients",
     "agnostic_explain.explainers.grad_cam",

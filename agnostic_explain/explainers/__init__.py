@@ -3,6 +3,7 @@
 from .ablation import FeatureAblation
 from .cam import AblationCam, ScoreCam
 from .base import Explainer
+from .deep_lift import DeepLift
 from .gradient_shap import GradientShap
 from .guided import GuidedBackprop, GuidedGradCam
 from .input_x_gradient import InputXGradient
@@ -21,6 +22,7 @@ from .unit_ablation import UnitAblation
 
 __all__ = [
     "AblationCam",
+    "DeepLift",
     "Explainer",
     "FeatureAblation",
     "GradCam",

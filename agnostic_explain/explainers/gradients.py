@@ -40,13 +40,18 @@ class GradientModel:
 
 
 def gradient_model(model: Model, source, key, *, wrt: str, output: str, output_transform=None,
-                   rules: dict | None = None, rules_key=None) -> GradientModel:
+                   rules: dict | None = None, rules_key=None, finish=None) -> GradientModel:
     """The gradient graph of ``source`` (``model``'s graph, or a part of it named by ``key``),
-    derived from ``model`` and kept in its cache under ``(key, wrt, output, transform, rules_key)``."""
+    derived from ``model`` and kept in its cache under ``(key, wrt, output, transform, rules_key)``.
+
+    ``finish(proto) -> proto`` edits the gradient graph before it is loaded (the inputs a rule
+    added, say)."""
 
     def make() -> GradientModel:
         proto, differentiated = transformed_output(source, output, output_transform)
         edited = gradient(proto, wrt, output=differentiated, rules=rules)
+        if finish is not None:
+            edited = finish(edited)
         return GradientModel(model.derive(edited), wrt, differentiated + SEED_SUFFIX, wrt + GRAD_SUFFIX)
 
     return model.cache.derived_model(("gradient", key, wrt, output, output_transform, rules_key), make)

@@ -20,6 +20,7 @@ from ..errors import ParameterError
 from .ablation import FeatureAblation
 from .base import Explainer
 from .cam import AblationCam, ScoreCam
+from .deep_lift import DeepLift
 from .gradient_shap import GradientShap
 from .guided import GuidedBackprop, GuidedGradCam
 from .input_x_gradient import InputXGradient
