@@ -17,6 +17,7 @@ import argparse
 import os
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -100,6 +101,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="the small CNN only")
     parser.add_argument("--out", type=Path, default=RESULTS / "EXPLAINERS.md")
     args = parser.parse_args(argv)
+    # batch sizes are measured afresh (in the warm-up run), not recalled from earlier runs
+    os.environ["AGNOSTIC_EXPLAIN_CACHE_DIR"] = tempfile.mkdtemp(prefix="gradient-explainers-")
     torch.set_num_threads(os.cpu_count() or 1)
     started = time.perf_counter()
     lines = ["# Gradient explainers against Captum, ONNX Runtime CPU", "",

@@ -118,3 +118,15 @@ def test_gradient_methods_refuse_integer_inputs_and_callable_targets(tokens):
         ae.IntegratedGradients(model, steps=0).explain(np.zeros((1, 4), np.float32), target=0)
     with pytest.raises(ParameterError, match="method"):
         ae.IntegratedGradients(model, method="simpson").explain(np.zeros((1, 4), np.float32), target=0)
+
+
+def test_integrated_gradients_beats_random_on_deletion():
+    from agnostic_explain.data import DEFAULT_MODEL_PATH, load_samples
+    from agnostic_explain.metrics import deletion, random_curve
+
+    images, _ = load_samples()
+    model = ae.load(DEFAULT_MODEL_PATH, providers="cpu")
+    explanation = ae.IntegratedGradients(model, steps=16).explain(images[:6], output_transform="softmax")
+    ours = deletion(model, explanation, steps=10).auc.mean()
+    chance = random_curve(model, explanation, "deletion", steps=10).auc.mean()
+    assert ours < chance
