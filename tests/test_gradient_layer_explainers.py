@@ -58,7 +58,7 @@ def test_grad_cam_matches_captum(cnn, index, relu):
 
 
 def test_grad_cam_chooses_the_last_map(cnn):
-    net, model, images = cnn
+    _, model, images = cnn
     assert ae.GradCam(model).explain(images[:1]).params["layer"] == LAYERS[5]
 
 

@@ -46,7 +46,7 @@ def test_gradient_shap_matches_captum_with_the_same_draws(cnn, monkeypatch, stde
 
 
 def test_gradient_shap_is_deterministic_and_checks_parameters(cnn):  # noqa: F811
-    net, model, images = cnn
+    _, model, images = cnn
     background = images[:2]
     first = ae.GradientShap(model, background, n_samples=3).explain(images, random_state=1).values
     np.testing.assert_array_equal(first, ae.GradientShap(model, background, n_samples=3).explain(
@@ -81,7 +81,7 @@ def test_smooth_grad_matches_captum_noise_tunnel(cnn, monkeypatch, kind, inner):
 
 
 def test_smooth_grad_of_a_model_wraps_saliency_and_checks_parameters(cnn):  # noqa: F811
-    net, model, images = cnn
+    _, model, images = cnn
     explanation = ae.SmoothGrad(model, n_samples=2).explain(images[:1], random_state=0)
     assert explanation.params["explainer"] == "saliency" and explanation.n_evals == 1 + 2
     with pytest.raises(ParameterError, match="kind"):

@@ -73,7 +73,7 @@ class GradientShap(GradientExplainer):
 
     def _params(self) -> dict:
         return {"n_samples": self.n_samples, "stdev": float(self.stdev),
-                "n_background": int(len(np.asarray(getattr(self.background, "rows", self.background))))}
+                "n_background": len(np.asarray(getattr(self.background, "rows", self.background)))}
 
     def _check(self, rows):
         super()._check(rows)

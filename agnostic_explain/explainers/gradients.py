@@ -11,8 +11,8 @@ before differentiating (:func:`agnostic_explain.graph.explained.transformed_outp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from ..runtime.model import Model
 from .base import Explainer, Problem
 
 __all__ = [
-    "GradientExplainer", "GradientModel", "gradient_model", "input_gradients", "one_hot_seeds", "require_float_rows",
+    "GradientExplainer", "GradientModel", "gradient_model", "input_gradients", "one_hot_seeds", "path_sum", "require_float_rows",
     "run_gradients",
 ]
 
@@ -74,20 +74,22 @@ def one_hot_seeds(problem: Problem, dtype=np.float32) -> np.ndarray:
 
 def run_gradients(problem: Problem, graph: GradientModel, *, rows: np.ndarray, fixed: dict, n: int,
                   make_rows: Callable[[int, int], np.ndarray], owners: np.ndarray, desc: str,
-                  seeds: np.ndarray | None = None) -> np.ndarray:
+                  seeds: np.ndarray | None = None, reduce=None) -> np.ndarray:
     """Gradients of ``n`` rows built by ``make_rows(start, stop)``, shape (n, *row_shape).
 
     ``rows`` are the explained values of ``graph.wrt`` (one per explained row, for the checks
     and the batch size), ``fixed`` the other inputs of the graph (one row or one per explained
     row); ``owners[i]`` is the explained row that evaluated row ``i`` belongs to, and picks its
-    seed and fixed inputs. Counted in ``problem.n_evals``.
+    seed and fixed inputs. Counted in ``problem.n_evals``. ``reduce(grads, owners)``, called on
+    the batches in order, replaces keeping them (see :func:`path_sum`).
     """
     seeds = one_hot_seeds(problem) if seeds is None else seeds
     feeds = Feeds.prepare(graph.model, rows, input=graph.wrt, fixed_inputs={**fixed, graph.seed: seeds},
                           check_finite=False)
     problem.n_evals += n
     return evaluate(graph.model, feeds, n=n, make_rows=make_rows, owners=owners,
-                    reduce=lambda outputs, _: outputs, output=graph.grad, progress=problem.progress, desc=desc)
+                    reduce=reduce or (lambda outputs, _: outputs), output=graph.grad, progress=problem.progress,
+                    desc=desc)
 
 
 def fixed_values(feeds: Feeds) -> dict:
@@ -96,7 +98,7 @@ def fixed_values(feeds: Feeds) -> dict:
 
 
 def input_gradients(problem: Problem, n: int, make_rows, owners: np.ndarray, desc: str, *, rules=None,
-                    rules_key=None) -> np.ndarray:
+                    rules_key=None, reduce=None) -> np.ndarray:
     """Gradients of the target with respect to the explained input at ``n`` rows built by
     ``make_rows(start, stop)``, shape (n, *row_shape); ``rules`` override backward rules
     (cached under ``rules_key``)."""
@@ -105,7 +107,24 @@ def input_gradients(problem: Problem, n: int, make_rows, owners: np.ndarray, des
         output_transform=problem.output_transform, rules=rules, rules_key=rules_key,
     )
     return run_gradients(problem, graph, rows=problem.rows, fixed=fixed_values(problem.feeds), n=n,
-                         make_rows=make_rows, owners=owners, desc=desc)
+                         make_rows=make_rows, owners=owners, desc=desc, reduce=reduce)
+
+
+def path_sum(weights: np.ndarray, shape: tuple, n: int):
+    """``(total, reduce)``: ``reduce`` adds ``weights[k % len(weights)] * grads[k]`` of evaluated
+    row ``k`` into ``total[owner]`` (float64, shape (n, *shape)) batch by batch, so that a path of
+    many points per row never holds more than one batch of gradients."""
+    steps, total, done = len(weights), np.zeros((n, *shape)), [0]
+
+    def reduce(grads: np.ndarray, owners: np.ndarray) -> np.ndarray:
+        index = np.arange(done[0], done[0] + len(grads))
+        done[0] += len(grads)
+        scaled = grads * weights[index % steps].reshape((-1,) + (1,) * len(shape))
+        for owner in np.unique(owners):
+            total[owner] += scaled[owners == owner].sum(axis=0)
+        return np.empty((len(grads), 0), np.float32)
+
+    return total, reduce
 
 
 def require_float_rows(rows: np.ndarray, method: str) -> None:
@@ -131,12 +150,12 @@ class GradientExplainer(Explainer):
 
     def _check(self, rows: np.ndarray):
         require_float_rows(rows, type(self).__name__)
-        return None
 
-    def _input_gradients(self, problem: Problem, n: int, make_rows, owners: np.ndarray, desc: str) -> np.ndarray:
-        """Gradients of the target at ``n`` input rows, shape (n, *row_shape)."""
+    def _input_gradients(self, problem: Problem, n: int, make_rows, owners: np.ndarray, desc: str,
+                         reduce=None) -> np.ndarray:
+        """Gradients of the target at ``n`` input rows, shape (n, *row_shape) (or as ``reduce`` makes them)."""
         return input_gradients(problem, n, make_rows, owners, desc, rules=self.rules,
-                               rules_key=self.method if self.rules else None)
+                               rules_key=self.method if self.rules else None, reduce=reduce)
 
     def _gradients_at_rows(self, problem: Problem) -> np.ndarray:
         """Gradients of the target at the explained rows themselves."""

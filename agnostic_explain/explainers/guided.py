@@ -77,7 +77,6 @@ class GuidedGradCam(GradCam):
 
     def _check(self, rows):
         require_float_rows(rows, type(self).__name__)
-        return None
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         maps, grads = self._maps(problem)

@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..perturbation.baselines import baseline_rows
 from .base import Problem, recorded
-from .gradients import GradientExplainer
+from .gradients import GradientExplainer, path_sum
 
 #: the quadrature rules, as Captum names them
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -102,11 +102,9 @@ class IntegratedGradients(GradientExplainer):
         rows, baseline = problem.rows, problem.checked
         alphas, weights = path_points(self.integration, self.steps)
         n = len(rows)
-        grads = self._input_gradients(
-            problem, n * self.steps, path_rows(baseline, rows, alphas), np.repeat(np.arange(n), self.steps),
-            desc=self.method,
-        )
-        total = np.tensordot(weights, grads.reshape(n, self.steps, *rows.shape[1:]).astype(np.float64), ([0], [1]))
+        total, reduce = path_sum(weights, rows.shape[1:], n)
+        self._input_gradients(problem, n * self.steps, path_rows(baseline, rows, alphas),
+                              np.repeat(np.arange(n), self.steps), desc=self.method, reduce=reduce)
         values = (total * (rows.astype(np.float64) - baseline)).astype(rows.dtype)
         at_baseline = problem.evaluate(n, lambda start, stop: baseline[start:stop], np.arange(n),
                                        desc=f"{self.method} baseline")

@@ -19,7 +19,7 @@ class LayerGradientExplainer(LayerExplainer):
     """Base of the methods that need the target's gradient with respect to a layer."""
 
     def _layer_gradients(self, problem: Problem, activations: np.ndarray, n: int, make_rows, owners: np.ndarray,
-                         desc: str) -> np.ndarray:
+                         desc: str, reduce=None) -> np.ndarray:
         """Gradients at ``n`` activation rows built by ``make_rows``, shape (n, *layer_shape).
 
         ``activations`` are the layer's values at the explained rows (one per row).
@@ -31,7 +31,7 @@ class LayerGradientExplainer(LayerExplainer):
         )
         problem.extras["n_evals_tail"] = problem.extras.get("n_evals_tail", 0) + n
         return run_gradients(problem, graph, rows=activations, fixed=tail_inputs(parts.tail, problem.feeds), n=n,
-                             make_rows=make_rows, owners=owners, desc=desc)
+                             make_rows=make_rows, owners=owners, desc=desc, reduce=reduce)
 
     def _gradients_at_activations(self, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
         """``(activations, gradients)`` at the explained rows, both shaped like the layer."""

@@ -14,6 +14,7 @@ from ..perturbation.baselines import baseline_rows
 from ..runtime.batching import evaluate
 from ..runtime.targets import transform
 from .base import Problem, recorded
+from .gradients import path_sum
 from .integrated_gradients import check_path, completeness_delta, path_points, path_rows
 from .layer_gradients import LayerGradientExplainer
 
@@ -94,12 +95,9 @@ class LayerIntegratedGradients(LayerGradientExplainer):
         problem.n_evals += n
         problem.extras["n_evals_head"] += n
         alphas, weights = path_points(self.integration, self.steps)
-        grads = self._layer_gradients(
-            problem, at_rows, n * self.steps, path_rows(at_baseline, at_rows, alphas),
-            np.repeat(np.arange(n), self.steps), desc=self.method,
-        )
-        shape = at_rows.shape[1:]
-        total = np.tensordot(weights, grads.reshape(n, self.steps, *shape).astype(np.float64), ([0], [1]))
+        total, reduce = path_sum(weights, at_rows.shape[1:], n)
+        self._layer_gradients(problem, at_rows, n * self.steps, path_rows(at_baseline, at_rows, alphas),
+                              np.repeat(np.arange(n), self.steps), desc=self.method, reduce=reduce)
         values = (total * (at_rows.astype(np.float64) - at_baseline)).astype(np.float32)
         f_baseline = problem.target.select(transform(outputs, problem.output_transform), np.arange(n))
         problem.extras["delta"] = completeness_delta(values, problem.base_values, f_baseline)

@@ -21,11 +21,11 @@ from .ablation import FeatureAblation
 from .base import Explainer
 from .cam import AblationCam, ScoreCam
 from .deep_lift import DeepLift
+from .grad_cam import GradCam, GradCamPlusPlus
 from .gradient_shap import GradientShap
 from .guided import GuidedBackprop, GuidedGradCam
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
-from .grad_cam import GradCam, GradCamPlusPlus
 from .kernel_shap import KernelShap
 from .layer_gradient_x_activation import LayerGradientXActivation
 from .layer_integrated_gradients import LayerIntegratedGradients
@@ -35,8 +35,8 @@ from .lime_text import LimeText
 from .occlusion import Occlusion
 from .rise import Rise
 from .saliency import Saliency
-from .smooth_grad import SmoothGrad
 from .shapley_sampling import ShapleySampling
+from .smooth_grad import SmoothGrad
 from .unit_ablation import UnitAblation
 
 __all__ = ["build", "explainer_class", "explainers", "method_names"]
