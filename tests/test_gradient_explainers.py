@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import build_linear, export_torch
+from conftest import build_linear, build_square_of_sum, build_sum_of_squares, export_torch
 from gradient_cases import assert_close
 
 import agnostic_explain as ae
@@ -105,6 +105,22 @@ def test_analytic_gradients_on_a_linear_graph():
     ig = ae.IntegratedGradients(model, baseline=0.5, steps=2).explain(x, target=[0, 1, 2, 0, 1])
     expected = (x - 0.5) * case.W[:, [0, 1, 2, 0, 1]].T  # exact for a linear model, at any number of steps
     np.testing.assert_allclose(ig.values, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ig.extras["delta"], 0, atol=1e-5)
+
+
+def test_analytic_answers_of_quadratic_graphs():
+    x = np.random.default_rng(2).normal(size=(4, 4)).astype(np.float32)
+    squares = ae.load(build_sum_of_squares().proto, providers="cpu")  # y = sum x^2
+    np.testing.assert_allclose(ae.Saliency(squares).explain(x, target=None).values, 2 * np.abs(x), rtol=1e-6)
+    np.testing.assert_allclose(ae.InputXGradient(squares).explain(x, target=None).values, 2 * x * x, rtol=1e-6)
+    # the integrand 2 a x^2 is linear in a: one Gauss-Legendre point integrates it exactly
+    ig = ae.IntegratedGradients(squares, steps=1).explain(x, target=None)
+    np.testing.assert_allclose(ig.values, x * x, rtol=1e-5)
+    total = ae.load(build_square_of_sum().proto, providers="cpu")  # y = (sum x)^2: gradient 2 sum(x)
+    baseline = np.full(4, 0.5, np.float32)
+    ig = ae.IntegratedGradients(total, baseline=baseline, steps=2).explain(x, target=None)
+    sums, base = x.sum(1, keepdims=True), baseline.sum()
+    np.testing.assert_allclose(ig.values, (x - baseline) * (sums + base), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ig.extras["delta"], 0, atol=1e-5)
 
 
