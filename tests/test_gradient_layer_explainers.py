@@ -104,3 +104,32 @@ def test_layer_gradient_x_activation_matches_captum(cnn, index):
         torch.tensor(images), target=torch.tensor([1, 1, 0]))
     assert_close(ours.values, expected.detach().numpy())
     assert ours.n_evals == 2 * len(images) and ours.extras["n_evals_tail"] == len(images)
+
+
+class ChannelsLast(torch.nn.Module):
+    """A convolution whose activation is laid out (batch, height, width, channels) before pooling."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.conv = torch.nn.Conv2d(3, 6, 3, padding=1)
+        self.head = torch.nn.Linear(6, 4)
+
+    def forward(self, x):
+        activation = torch.relu(self.conv(x).permute(0, 2, 3, 1))
+        self.activation = activation
+        return self.head(activation.mean(dim=(1, 2)))
+
+
+def test_grad_cam_reads_a_channels_last_layer():
+    net = ChannelsLast().eval()
+    model = ae.load(export_torch(net, torch.zeros(1, 3, 10, 10)), providers="cpu")
+    images = np.random.default_rng(3).normal(size=(2, 3, 10, 10)).astype(np.float32)
+    ours = ae.GradCam(model).explain(images, target=[0, 3])
+    assert ours.params["layer_layout"] == "nhwc"
+    out = net(torch.tensor(images))
+    net.activation.retain_grad()
+    out[torch.arange(2), torch.tensor([0, 3])].sum().backward()
+    activation, grads = net.activation.detach().numpy(), net.activation.grad.numpy()
+    expected = np.maximum((grads.mean(axis=(1, 2))[:, None, None, :] * activation).sum(-1), 0)
+    assert_close(ours.extras["layer_map"], expected)
