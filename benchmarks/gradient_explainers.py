@@ -98,7 +98,7 @@ def run_case(name, net, images, repeats, rise_masks):
 
 
 NOTES = """All methods explain the predicted class's softmax probability (Captum: the same module
-followed by ``nn.Softmax``); the deletion AUC is over that probability. The largest
+followed by `nn.Softmax`); the deletion AUC is over that probability. The largest
 differences from Captum come from path points close to the zero baseline, where many
 activations tie (max-pool windows of nearly equal values, ReLU6 at its bounds) and float32
 rounding in ONNX Runtime and PyTorch routes a gradient differently; the saliency at the images

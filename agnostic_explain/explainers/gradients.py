@@ -24,8 +24,8 @@ from ..runtime.model import Model
 from .base import Explainer, Problem
 
 __all__ = [
-    "GradientExplainer", "GradientModel", "gradient_model", "input_gradients", "one_hot_seeds", "path_sum", "require_float_rows",
-    "run_gradients",
+    "GradientExplainer", "GradientModel", "gradient_model", "input_gradients", "one_hot_seeds", "path_sum",
+    "require_float_rows", "run_gradients",
 ]
 
 
@@ -83,7 +83,7 @@ def run_gradients(problem: Problem, graph: GradientModel, *, rows: np.ndarray, f
     seed and fixed inputs. Counted in ``problem.n_evals``. ``reduce(grads, owners)``, called on
     the batches in order, replaces keeping them (see :func:`path_sum`).
     """
-    seeds = one_hot_seeds(problem) if seeds is None else seeds
+    seeds = one_hot_seeds(problem, graph.model.input_spec(graph.seed).dtype) if seeds is None else seeds
     feeds = Feeds.prepare(graph.model, rows, input=graph.wrt, fixed_inputs={**fixed, graph.seed: seeds},
                           check_finite=False)
     problem.n_evals += n
