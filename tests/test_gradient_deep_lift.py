@@ -61,3 +61,24 @@ def test_deep_lift_matches_captum_on_an_mlp(torch_mlp):
                                                    target=target)
     assert_close(ours.values, expected.detach().numpy())
     np.testing.assert_allclose(ours.extras["delta"], 0, atol=1e-5)
+
+
+def test_deep_lift_max_pool_rule():
+    torch.manual_seed(0)
+    pool = torch.nn.Sequential(torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3)).eval()
+    images = np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    ours = ae.DeepLift(ae.load(export_torch(pool, torch.zeros(1, 3, 8, 8)), providers="cpu"), baseline=0.1).explain(
+        images, target=[0, 1])
+    expected = captum_attr.DeepLift(pool).attribute(torch.tensor(images), baselines=0.1, target=torch.tensor([0, 1]))
+    assert_close(ours.values, expected.detach().numpy())
+    # a ReLU feeding a max pool: Captum's values stop summing to f(x) - f(baseline); ours still do
+    from test_gradient_explainers import small_cnn
+
+    net = small_cnn()
+    model = ae.load(export_torch(net, torch.zeros(1, 3, 16, 16)), providers="cpu")
+    images = np.random.default_rng(1).normal(size=(3, 3, 16, 16)).astype(np.float32)
+    explanation = ae.DeepLift(model, baseline=0.2).explain(images, target=[0, 1, 2])
+    with torch.no_grad():
+        f_x = net(torch.tensor(images))[torch.arange(3), torch.tensor([0, 1, 2])].numpy()
+        f_b = net(torch.full((1, 3, 16, 16), 0.2))[0, [0, 1, 2]].numpy()
+    np.testing.assert_allclose(explanation.values.reshape(3, -1).sum(1), f_x - f_b, rtol=1e-5, atol=1e-5)

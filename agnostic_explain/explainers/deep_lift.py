@@ -28,7 +28,8 @@ from .integrated_gradients import completeness_delta
 REFERENCE_SUFFIX = "__reference"
 #: Captum's threshold under which the rescale rule falls back to the gradient
 EPSILON = 1e-10
-#: the nonlinearities the rescale rule covers (Captum: ReLU, ELU, Sigmoid, Tanh, Softplus, LeakyReLU)
+#: the nonlinearities the rescale rule covers (as Captum: ReLU, ELU, Sigmoid, Tanh, Softplus, LeakyReLU;
+#: MaxPool has its own rule)
 NONLINEAR = ("Relu", "Elu", "Sigmoid", "Tanh", "Softplus", "LeakyRelu")
 
 
@@ -47,7 +48,40 @@ def rescale(ctx, node, grads):
     return [ctx.op("Where", [small, plain, slope])]
 
 
-RESCALE_RULES = {op_type: rescale for op_type in NONLINEAR}
+def rescale_max_pool(ctx, node, grads):
+    """Captum's DeepLIFT rule for max pooling: ``g * (max(y, y_ref) - y_ref)`` routed to the input's
+    maxima plus ``g * (y - max(y, y_ref))`` routed to the reference's, over ``x - x_ref`` (the
+    gradient where ``|x - x_ref| < 1e-10``)."""
+    x, y, g = node.input[0], node.output[0], grads[0]
+    if ctx.attribute("storage_order", 0):
+        ctx.refuse("storage_order=1 is not supported")
+    reference = ctx.add_input(x + REFERENCE_SUFFIX, like=x)
+    attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
+    at_reference, reference_indices = ctx.op("MaxPool", [reference], n_outputs=2, **attributes)
+    _, indices = ctx.op("MaxPool", [x], n_outputs=2, **attributes)
+    cross = ctx.op("Max", [y, at_reference])
+    routed = ctx.op("Add", [
+        _unpool(ctx, x, indices, ctx.op("Mul", [g, ctx.op("Sub", [cross, at_reference])])),
+        _unpool(ctx, x, reference_indices, ctx.op("Mul", [g, ctx.op("Sub", [y, cross])])),
+    ])
+    delta_in = ctx.op("Sub", [x, reference])
+    small = ctx.op("Less", [ctx.op("Abs", [delta_in]), ctx.constant(EPSILON, like=x)])
+    safe = ctx.op("Where", [small, ctx.constant(1.0, like=x), delta_in])
+    plain = RULES["MaxPool"](ctx, node, grads)[0]
+    return [ctx.op("Where", [small, plain, ctx.op("Div", [routed, safe])])]
+
+
+def _unpool(ctx, x, indices, values):
+    """``values`` scattered (added) to the flat ``indices`` of a tensor shaped like ``x``."""
+    flat = ctx.int64([-1])
+    size = ctx.op("Reshape", [ctx.op("Size", [x]), flat])
+    zeros = ctx.op("ConstantOfShape", [size], value=helper.make_tensor("", ctx.elem_type(x), [1], [0.0]))
+    scattered = ctx.op("ScatterElements", [zeros, ctx.op("Reshape", [indices, flat]), ctx.op("Reshape", [values, flat])],
+                       axis=0, reduction="add" if ctx.opset >= 16 else None)
+    return ctx.op("Reshape", [scattered, ctx.shape(x)])
+
+
+RESCALE_RULES = {**{op_type: rescale for op_type in NONLINEAR}, "MaxPool": rescale_max_pool}
 
 
 def _batched_references(batch_dim):
@@ -70,8 +104,9 @@ def _batched_references(batch_dim):
 class DeepLift(GradientExplainer):
     """DeepLIFT's rescale rule with Captum's defaults: a zero baseline, multiplied by ``x - baseline``.
 
-    Max pooling keeps its gradient (Captum applies its own max-pool rule), so on networks with
-    ``MaxPool`` the values differ from Captum's; on ReLU networks without it they match.
+    ``MaxPool`` takes Captum's max-pool rule. The values match Captum's on ReLU networks and on
+    max pooling alone; where a ReLU feeds a max pool, Captum's values no longer sum to
+    ``f(x) - f(baseline)`` (its delta is about 1e-3 of the output) and differ from these, which do.
 
     Parameters
     ----------
