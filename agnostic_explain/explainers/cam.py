@@ -118,17 +118,15 @@ class ScoreCam(LayerExplainer):
         return class_activation_map(problem, maps, weights)
 
 
-def class_activation_map(problem: Problem, activations: np.ndarray, weights: np.ndarray, *, relu: bool = True,
-                         weighted: np.ndarray | None = None) -> np.ndarray:
+def class_activation_map(problem: Problem, activations: np.ndarray, weights: np.ndarray, *,
+                         relu: bool = True) -> np.ndarray:
     """``ReLU(sum_k w_k A_k)`` per row, upsampled to the input; records the pieces in extras.
 
-    ``relu=False`` keeps negative values; ``weighted`` (n, h, w) gives the channel sum
-    directly, for weights that vary over positions.
+    ``relu=False`` keeps negative values (Captum's ``LayerGradCam`` default).
     """
     from scipy.ndimage import zoom
 
-    if weighted is None:
-        weighted = np.einsum("nc,nchw->nhw", weights, activations.astype(np.float64))
+    weighted = np.einsum("nc,nchw->nhw", weights, activations.astype(np.float64))
     low = np.maximum(weighted, 0.0) if relu else weighted
     problem.extras["layer_map"] = low.astype(np.float32)
     problem.extras["channel_weights"] = weights.astype(np.float32)
