@@ -118,11 +118,16 @@ class ScoreCam(LayerExplainer):
         return class_activation_map(problem, maps, weights)
 
 
-def class_activation_map(problem: Problem, activations: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``ReLU(sum_k w_k A_k)`` per row, upsampled to the input; records the pieces in extras."""
+def class_activation_map(problem: Problem, activations: np.ndarray, weights: np.ndarray, *,
+                         relu: bool = True) -> np.ndarray:
+    """``ReLU(sum_k w_k A_k)`` per row, upsampled to the input; records the pieces in extras.
+
+    ``relu=False`` keeps negative values (Captum's ``LayerGradCam`` default).
+    """
     from scipy.ndimage import zoom
 
-    low = np.maximum(np.einsum("nc,nchw->nhw", weights, activations.astype(np.float64)), 0.0)
+    weighted = np.einsum("nc,nchw->nhw", weights, activations.astype(np.float64))
+    low = np.maximum(weighted, 0.0) if relu else weighted
     problem.extras["layer_map"] = low.astype(np.float32)
     problem.extras["channel_weights"] = weights.astype(np.float32)
     rows = problem.rows

@@ -57,18 +57,23 @@ class LayerExplainer(Explainer):
     def _parts(self, model: Model, feeds: Feeds) -> LayerParts:
         """Split the model at the layer (chosen automatically when None), once per model and layer."""
         # Kept with the model, so that every explainer of the same model and layer reuses them.
-        return model.cache.derived_model(("layer", self.layer, self.needs_spatial), lambda: self._split(model, feeds))
+        layer = self._named_layer(model, feeds)
+        return model.cache.derived_model(("layer", layer, self.needs_spatial), lambda: self._split(model, feeds, layer))
 
-    def _split(self, model: Model, feeds: Feeds) -> LayerParts:
+    def _named_layer(self, model: Model, feeds: Feeds):
+        """The layer to cut at, or None to choose one automatically (a method may choose its own)."""
+        return self.layer
+
+    def _split(self, model: Model, feeds: Feeds, named) -> LayerParts:
         source = open_model(model)
         method = type(self).__name__
         found = tensors(source, feeds.rows[:1] if not feeds.fixed else None)
-        if self.layer is None:
+        if named is None:
             layer, view, (_, tail) = choose_layer(source, found, _graph_batch(source, feeds), self.needs_spatial, method)
         else:
-            if not isinstance(self.layer, str):
-                raise ParameterError(f"layer must be a tensor name (str) or None, got {self.layer!r}")
-            layer = resolve_tensors(source, self.layer, parameter="layer", kinds={"node output"})[0]
+            if not isinstance(named, str):
+                raise ParameterError(f"layer must be a tensor name (str) or None, got {named!r}")
+            layer = resolve_tensors(source, named, parameter="layer", kinds={"node output"})[0]
             _, tail = cut(source, [layer], parameter="layer")
             shape = found[layer].shape if layer in found else None
             view = LayerView("nchw")
@@ -128,13 +133,19 @@ class LayerExplainer(Explainer):
 
 def _tail_feeds(parts: LayerParts, feeds: Feeds, activations: np.ndarray) -> Feeds:
     """Feeds of the tail: the activations, plus any model input the tail also reads."""
+    fixed = tail_inputs(parts.tail, feeds)
+    return Feeds.prepare(parts.tail, activations, input=parts.layer, fixed_inputs=fixed, check_finite=False)
+
+
+def tail_inputs(tail: Model, feeds: Feeds) -> dict:
+    """The model inputs a tail reads besides the layer (its first input), from ``feeds``."""
     fixed = {}
-    for spec in parts.tail.inputs[1:]:
+    for spec in tail.inputs[1:]:
         if spec.name == feeds.name:
             fixed[spec.name] = feeds.rows
         elif spec.name in feeds.fixed:
             fixed[spec.name] = feeds.fixed[spec.name][0]
-    return Feeds.prepare(parts.tail, activations, input=parts.layer, fixed_inputs=fixed, check_finite=False)
+    return fixed
 
 
 def _graph_batch(source, feeds: Feeds):

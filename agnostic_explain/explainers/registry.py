@@ -20,13 +20,23 @@ from ..errors import ParameterError
 from .ablation import FeatureAblation
 from .base import Explainer
 from .cam import AblationCam, ScoreCam
+from .deep_lift import DeepLift
+from .grad_cam import GradCam, GradCamPlusPlus
+from .gradient_shap import GradientShap
+from .guided import GuidedBackprop, GuidedGradCam
+from .input_x_gradient import InputXGradient
+from .integrated_gradients import IntegratedGradients
 from .kernel_shap import KernelShap
+from .layer_gradient_x_activation import LayerGradientXActivation
+from .layer_integrated_gradients import LayerIntegratedGradients
 from .lime_image import LimeImage
 from .lime_tabular import LimeTabular
 from .lime_text import LimeText
 from .occlusion import Occlusion
 from .rise import Rise
+from .saliency import Saliency
 from .shapley_sampling import ShapleySampling
+from .smooth_grad import SmoothGrad
 from .tree_shap import TreeShap
 from .unit_ablation import UnitAblation
 

@@ -4,6 +4,7 @@ Edits return a new ``onnx.ModelProto`` and never change their argument.
 """
 
 from .batch import make_batch_dynamic, static_batch_size
+from .explained import with_explanation
 from .expose import expose
 from .fuse import fuse_perturbation
 from .gradient import gradient
@@ -16,4 +17,5 @@ from .weights import WeightTable, weights
 __all__ = sorted([
     "Layer", "LayerTable", "ModelSource", "TensorInfo", "expose", "fuse_perturbation", "gradient", "layers", "make_batch_dynamic",
     "open_model", "randomize", "split", "static_batch_size", "tensors", "WeightTable", "weight_layers", "weights",
+    "with_explanation",
 ])
