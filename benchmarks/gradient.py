@@ -124,13 +124,41 @@ MODELS = {
 
 
 # -- measuring --------------------------------------------------------------------------------
+#: execution providers by --device
+PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+DEVICE = "cpu"
+
+
 def _session(proto, profile_prefix=None):
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if profile_prefix:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=PROVIDERS[DEVICE])
+
+
+def placement(name) -> dict:
+    """Kernel time per execution provider and the op types placed on the CPU, from ONNX Runtime's
+    profile of three gradient runs: on CUDA every node should run there."""
+    build, sizes = next((value for key, value in MODELS.items() if key.startswith(name)))
+    proto, wrt, make_feeds = build()
+    edited = gradient(proto, wrt)
+    session = _session(edited, profile_prefix=str(Path(tempfile.gettempdir()) / f"gradient-placement-{name}"))
+    feeds = make_feeds(sizes[0])
+    logits = _session(proto).run(None, feeds)[0]
+    seeds = {v.name: np.ones_like(logits) for v in edited.graph.input if v.name.endswith("__seed")}
+    for _ in range(3):
+        session.run(None, {**feeds, **seeds})
+    providers, on_cpu = {}, set()
+    for event in json.loads(Path(session.end_profiling()).read_text()):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            provider = event["args"].get("provider", "?")
+            providers[provider] = providers.get(provider, 0) + 1
+            if provider == "CPUExecutionProvider":
+                on_cpu.add(event["args"].get("op_name", "?"))
+    return {"model": name, "device": DEVICE, "session_providers": session.get_providers(),
+            "kernel_runs_by_provider": providers, "op_types_on_cpu": sorted(on_cpu)}
 
 
 def _seconds(session, feeds):
@@ -183,12 +211,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--profile", help="profile one gradient run of the model whose name starts with this")
+    parser.add_argument("--device", choices=sorted(PROVIDERS), default="cpu", help="the execution provider")
+    parser.add_argument("--placement", action="store_true",
+                        help="report where each model's gradient graph runs (writes PLACEMENT-<device>.json)")
     args = parser.parse_args(argv)
+    global DEVICE
+    DEVICE = args.device
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.profile:
         return profile(args.profile)
+    if args.placement:
+        found = [placement(name) for name in MODELS]
+        (RESULTS / f"PLACEMENT-{args.device}.json").write_text(json.dumps(found, indent=2) + "\n")
+        print(json.dumps(found, indent=2))
+        return None
     lines = [
-        "# Gradient graph against forward, ONNX Runtime CPU", "",
+        f"# Gradient graph against forward, ONNX Runtime {args.device.upper()}", "",
         (f"`python -m benchmarks.gradient` on {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
         f"(shared with other work), onnxruntime {ort.__version__}, median of {args.repeats} interleaved runs. "
         "Time per row at the best batch size of each graph; the gradient graph computes the forward "
@@ -212,7 +250,7 @@ def main(argv=None):
                      f"| **{gradient_ms / forward_ms:.2f}x** | {forward_nodes} -> {gradient_nodes} |")
         print(lines[-1], "\n   per batch (forward/gradient ms per row):", detail, flush=True)
     lines += ["", f"Total benchmark time {time.perf_counter() - began:.0f} s."]
-    (RESULTS / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / ("RESULTS.md" if args.device == "cpu" else f"RESULTS-{args.device}.md")).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
