@@ -300,7 +300,7 @@ def test_a_full_disk_fails_cleanly_and_keeps_finished_chunks(digits, model, tmp_
         ({"on_error": "ignore"}, "on_error must be one of"),
         ({"devices": ["tpu"]}, "devices: expected 'cpu', 'cuda' or 'cuda:N'"),
         ({"random_state": np.random.default_rng(0)}, "random_state must be a non-negative int"),
-        ({"explainer_spec": {"method": "gradcam"}}, "unknown method 'gradcam'"),
+        ({"explainer_spec": {"method": "attention-rollout"}}, "unknown method 'attention-rollout'"),  # gradcam is a method now
         ({"explainer_spec": {"method": "rise", "params": {"masks": 3}}}, "params.*for 'rise'"),
         ({"explainer_spec": {"method": "rise", "seed": 3}}, "unknown keys \\['seed'\\]"),
         ({"data": "FOLDER"}, "holds no images or .npy/.npz files \\(only \\['notes.txt'\\]\\)"),
