@@ -138,26 +138,33 @@ def _session(proto, profile_prefix=None):
     return ort.InferenceSession(proto.SerializeToString(), options, providers=PROVIDERS[DEVICE])
 
 
-def placement(name) -> dict:
-    """Kernel time per execution provider and the op types placed on the CPU, from ONNX Runtime's
-    profile of three gradient runs: on CUDA every node should run there."""
+def _profile_events(name, size_index: int, label: str) -> list:
+    """ONNX Runtime's profile events of three gradient runs of the model whose name starts with ``name``."""
     build, sizes = next((value for key, value in MODELS.items() if key.startswith(name)))
     proto, wrt, make_feeds = build()
     edited = gradient(proto, wrt)
-    session = _session(edited, profile_prefix=str(Path(tempfile.gettempdir()) / f"gradient-placement-{name}"))
-    feeds = make_feeds(sizes[0])
+    session = _session(edited, profile_prefix=str(Path(tempfile.gettempdir()) / f"gradient-{label}-{name}"))
+    feeds = make_feeds(sizes[size_index])
     logits = _session(proto).run(None, feeds)[0]
     seeds = {v.name: np.ones_like(logits) for v in edited.graph.input if v.name.endswith("__seed")}
     for _ in range(3):
         session.run(None, {**feeds, **seeds})
+    kernels = [event for event in json.loads(Path(session.end_profiling()).read_text())
+               if event.get("cat") == "Node" and event["name"].endswith("_kernel_time")]
+    return kernels, session.get_providers()
+
+
+def placement(name) -> dict:
+    """Kernel runs per execution provider and the op types placed on the CPU, from the profile
+    of three gradient runs: on CUDA every node should run there."""
+    kernels, session_providers = _profile_events(name, 0, "placement")
     providers, on_cpu = {}, set()
-    for event in json.loads(Path(session.end_profiling()).read_text()):
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            provider = event["args"].get("provider", "?")
-            providers[provider] = providers.get(provider, 0) + 1
-            if provider == "CPUExecutionProvider":
-                on_cpu.add(event["args"].get("op_name", "?"))
-    return {"model": name, "device": DEVICE, "session_providers": session.get_providers(),
+    for event in kernels:
+        provider = event["args"].get("provider", "?")
+        providers[provider] = providers.get(provider, 0) + 1
+        if provider == "CPUExecutionProvider":
+            on_cpu.add(event["args"].get("op_name", "?"))
+    return {"model": name, "device": DEVICE, "session_providers": session_providers,
             "kernel_runs_by_provider": providers, "op_types_on_cpu": sorted(on_cpu)}
 
 
@@ -188,21 +195,10 @@ def measure(proto, wrt, make_feeds, sizes, repeats):
 
 
 def profile(name):
-    build, sizes = next((value for key, value in MODELS.items() if key.startswith(name)))
-    proto, wrt, make_feeds = build()
-    edited = gradient(proto, wrt)
-    session = _session(edited, profile_prefix=str(Path(tempfile.gettempdir()) / f"gradient-profile-{name}"))
-    feeds = make_feeds(sizes[1])
-    logits = _session(proto).run(None, feeds)[0]
-    seeds = {v.name: np.ones_like(logits) for v in edited.graph.input if v.name.endswith("__seed")}
-    for _ in range(3):
-        session.run(None, {**feeds, **seeds})
-    path = session.end_profiling()
     totals = {}
-    for event in json.loads(Path(path).read_text()):
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            op = event["args"].get("op_name", "?")
-            totals[op] = totals.get(op, 0) + event["dur"]
+    for event in _profile_events(name, 1, "profile")[0]:
+        op = event["args"].get("op_name", "?")
+        totals[op] = totals.get(op, 0) + event["dur"]
     for op, micros in sorted(totals.items(), key=lambda item: -item[1])[:15]:
         print(f"{op:24s} {micros / 3000:9.1f} ms per run")
 
