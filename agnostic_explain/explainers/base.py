@@ -163,7 +163,7 @@ class Explainer:
             self.model = load(self.model)
         if self.needs_graph and self.model.proto is None:
             raise ParameterError(
-                f"model: {type(self).__name__} edits the ONNX graph, so it needs an ONNX model, not "
+                f"model: {type(self).__name__} works on the ONNX graph, so it needs an ONNX model, not "
                 f"{type(self.model).__name__}"
             )
         return self.model

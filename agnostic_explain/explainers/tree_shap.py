@@ -81,6 +81,7 @@ class TreeShap(Explainer):
     data_params = ("background",)
     row_kinds = ("tabular",)
     model_family = "trees"
+    needs_graph = True
 
     def __init__(self, model, background=None, feature_perturbation="tree_path_dependent", model_output="raw"):
         super().__init__(model)
@@ -140,13 +141,9 @@ class TreeShap(Explainer):
             )
 
     def _trees(self, output) -> TreeModel:
-        cache = self.__dict__.setdefault("_read", {})
-        if output not in cache:
-            model = self._loaded()
-            if getattr(model, "proto", None) is None:
-                raise ParameterError(f"model: TreeShap reads the trees of an ONNX model; got {type(model).__name__}")
-            cache[output] = read_trees(model, output)
-        return cache[output]
+        """The ensemble read from the graph, once per model and output (kept in the model's cache)."""
+        model = self._loaded()
+        return model.cache.derived_model(("trees", output), lambda: read_trees(model, output))
 
     def _background(self, rows: np.ndarray):
         if self.background is None:
