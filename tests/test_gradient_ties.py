@@ -1,8 +1,8 @@
 """Ties: inputs built to sit exactly on kinks, compared element by element with PyTorch.
 
 Where the convention is PyTorch's, every element matches exactly (no tolerance hides a tie).
-Where it is not (ReLU6 exported as Clip follows torch.clamp), the differing elements are
-counted and shown to be exactly the ties.
+Where it is not (a torch.clamp exported as Clip follows ReLU6's convention), the differing
+elements are counted and shown to be exactly the ties.
 """
 
 import numpy as np
@@ -40,20 +40,20 @@ def _compare(function, inputs, seed_value=None):
 GRID = np.array([[-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0, 6.0]], dtype=np.float32)
 
 
-@pytest.mark.parametrize("function", [F.relu, F.leaky_relu, torch.abs, F.hardswish, F.hardsigmoid,
-                                      lambda x: torch.clamp(x, -1.0, 1.0)],
-                         ids=["relu", "leaky_relu", "abs", "hardswish", "hardsigmoid", "clamp"])
+@pytest.mark.parametrize("function", [F.relu, F.leaky_relu, torch.abs, F.hardswish, F.hardsigmoid, F.relu6,
+                                      lambda x: F.hardtanh(x, -1.0, 1.0)],
+                         ids=["relu", "leaky_relu", "abs", "hardswish", "hardsigmoid", "relu6", "hardtanh"])
 def test_kinks_follow_torch_exactly(function):
     ((actual, expected),) = _compare(function, [GRID], seed_value=1.0)
     np.testing.assert_array_equal(actual, expected)
 
 
-def test_relu6_exported_as_clip_follows_clamp_and_differs_only_at_the_bounds():
-    ((actual, expected),) = _compare(F.relu6, [GRID], seed_value=1.0)
+def test_clamp_exported_as_clip_differs_only_at_the_bounds():
+    ((actual, expected),) = _compare(lambda x: torch.clamp(x, -1.0, 1.0), [GRID], seed_value=1.0)
     differ = actual != expected
     assert differ.sum() == 2
-    assert set(GRID[differ].tolist()) == {0.0, 6.0}  # torch.clamp passes the gradient there, hardtanh gives 0
-    np.testing.assert_array_equal(actual[differ], 1.0)
+    assert set(GRID[differ].tolist()) == {-1.0, 1.0}  # torch.clamp passes the gradient there, ReLU6's rule gives 0
+    np.testing.assert_array_equal(actual[differ], 0.0)
 
 
 def test_maximum_minimum_ties_split_evenly_like_torch():
