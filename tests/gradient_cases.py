@@ -8,6 +8,7 @@ import io
 import numpy as np
 import onnx
 import onnxruntime as ort
+import torch
 
 from agnostic_explain.graph import gradient
 
@@ -68,3 +69,15 @@ def torch_vjp(module, inputs, seed):
     output = module(*tensors)
     output.backward(torch.tensor(seed))
     return [t.grad.numpy() for t in tensors]
+
+
+class Function(torch.nn.Module):
+    """A torch module around a plain function, for export."""
+
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, *inputs):
+        return self.function(*inputs)
+

@@ -10,16 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from gradient_cases import assert_close, export, run_gradient, torch_vjp
-
-
-class Function(torch.nn.Module):
-    def __init__(self, function):
-        super().__init__()
-        self.function = function
-
-    def forward(self, *inputs):
-        return self.function(*inputs)
+from gradient_cases import Function, assert_close, export, run_gradient, torch_vjp
 
 
 def positive(shape):

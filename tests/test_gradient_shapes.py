@@ -6,16 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from gradient_cases import assert_close, export, run_gradient, torch_vjp
-
-
-class Function(torch.nn.Module):
-    def __init__(self, function):
-        super().__init__()
-        self.function = function
-
-    def forward(self, x):
-        return self.function(x)
+from gradient_cases import Function, assert_close, export, run_gradient, torch_vjp
 
 
 INDEX = torch.tensor([[0, 2], [2, 2]])  # repeats: their gradients add up

@@ -11,16 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from gradient_cases import export, run_gradient
-
-
-class Function(torch.nn.Module):
-    def __init__(self, function):
-        super().__init__()
-        self.function = function
-
-    def forward(self, *inputs):
-        return self.function(*inputs)
+from gradient_cases import Function, export, run_gradient
 
 
 def _compare(function, inputs, seed_value=None):
