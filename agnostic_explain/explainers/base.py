@@ -139,6 +139,11 @@ class Explainer:
     values_like_rows = True
     #: the models it explains: "any", or "trees" (tree ensembles, read from the graph)
     model_family = "any"
+    #: whether NaN in the explained rows is a value the method handles (a missing value a tree
+    #: routes) rather than an input error
+    accepts_missing_values = False
+    #: the output transforms it takes
+    output_transforms = OUTPUT_TRANSFORMS
 
     def __init__(self, model):
         self.model = model
@@ -170,10 +175,12 @@ class Explainer:
 
     def _prepare(self, x, input, fixed_inputs, output_transform) -> tuple[Model, Feeds]:
         """The loaded model and the validated feeds, before any model call."""
-        if output_transform not in OUTPUT_TRANSFORMS:
-            raise ParameterError(f"output_transform must be one of {OUTPUT_TRANSFORMS}, got {output_transform!r}")
+        if output_transform not in self.output_transforms:
+            raise ParameterError(f"output_transform must be one of {self.output_transforms}, got {output_transform!r}"
+                                 + ("" if self.output_transforms == OUTPUT_TRANSFORMS else f" ({type(self).__name__})"))
         model = self._loaded()
-        return model, Feeds.prepare(model, x, input=input, fixed_inputs=fixed_inputs)
+        return model, Feeds.prepare(model, x, input=input, fixed_inputs=fixed_inputs,
+                                    check_finite=not self.accepts_missing_values)
 
     def explain(
         self,

@@ -10,7 +10,6 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..graph.trees import TreeModel, read_trees
-from ..runtime.batching import Feeds
 from . import tree_paths
 from .base import Explainer, Problem
 
@@ -82,6 +81,8 @@ class TreeShap(Explainer):
     row_kinds = ("tabular",)
     model_family = "trees"
     needs_graph = True
+    accepts_missing_values = True  # trees send missing values down a branch of their own
+    output_transforms = (None,)  # raw scores, or probabilities through model_output="probability"
 
     def __init__(self, model, background=None, feature_perturbation="tree_path_dependent", model_output="raw"):
         super().__init__(model)
@@ -99,14 +100,6 @@ class TreeShap(Explainer):
         """As :meth:`Explainer.explain`; ``interactions=True`` adds ``extras["interactions"]``."""
         self._interactions = bool(interactions)
         return super().explain(x, target, **options)
-
-    def _prepare(self, x, input, fixed_inputs, output_transform):
-        """As the base class, but NaN is allowed: trees send missing values down a branch of their own."""
-        if output_transform is not None:
-            raise ParameterError(f"output_transform: TreeShap explains raw scores, or probabilities with "
-                                 f"model_output='probability'; got output_transform={output_transform!r}")
-        model = self._loaded()
-        return model, Feeds.prepare(model, x, input=input, fixed_inputs=fixed_inputs, check_finite=False)
 
     def _check(self, rows: np.ndarray) -> None:
         if self.feature_perturbation not in PERTURBATIONS:
