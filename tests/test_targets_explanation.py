@@ -279,3 +279,19 @@ def test_a_target_callable_of_outputs_and_owners_sees_each_rows_source(linear):
     # a second argument with a default is not the owners
     scaled = ae.Occlusion(linear.proto, window=(1,)).explain(x, target=lambda outputs, scale=2.0: scale * outputs[:, 0])
     np.testing.assert_allclose(scaled.base_values, 2.0 * (x @ linear.W + linear.b)[:, 0], rtol=1e-5)
+
+
+def test_many_rows_of_targets_resolve_alike_and_are_checked():
+    """Per-row targets are checked per distinct value; a bool hidden in a list is still refused."""
+    from agnostic_explain.runtime.targets import resolve
+
+    outputs = np.zeros((6, 3))
+    as_list = resolve([0, 2, 1, 2, 0, 1], outputs).indices
+    as_array = resolve(np.array([0, 2, 1, 2, 0, 1]), outputs).indices
+    np.testing.assert_array_equal(as_list, as_array)
+    assert as_list.ravel().tolist() == [0, 2, 1, 2, 0, 1]
+    np.testing.assert_array_equal(resolve(2, outputs).indices.ravel(), [2] * 6)
+    with pytest.raises(TargetError, match="integers"):
+        resolve([0, 1, True, 0, 1, 2], outputs)
+    with pytest.raises(TargetError, match="out of range"):
+        resolve(np.array([0, 1, 3, 0, 1, 2]), outputs)

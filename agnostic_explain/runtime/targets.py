@@ -135,18 +135,32 @@ def resolve(target, outputs: np.ndarray, *, output_name: str = "output") -> Targ
             return Target(indices=np.zeros((n_rows, 0), dtype=np.int64), output_name=output_name)
         return Target(indices=np.stack(np.unravel_index(best, item_shape), axis=1), output_name=output_name)
     if isinstance(target, (int, np.integer, tuple)):
-        rows = [target] * n_rows
-    elif isinstance(target, (list, np.ndarray)):
-        rows = list(target)
-        if len(rows) != n_rows:
-            raise TargetError(
-                f"target: a list of targets needs one per explained row ({n_rows}), got {len(rows)}"
-            )
-    else:
+        # one target for every row: checked once, not once per row
+        index = np.array(_one_index(target, item_shape, output_name), dtype=np.int64)
+        return Target(indices=np.tile(index, (n_rows, 1)), output_name=output_name)
+    if not isinstance(target, (list, np.ndarray)):
         raise TargetError(
             f"target must be an int, a tuple, a list, 'predicted' or a callable, got {type(target).__name__}"
         )
-    indices = np.array([_one_index(item, item_shape, output_name) for item in rows], dtype=np.int64)
+    if len(target) != n_rows:
+        raise TargetError(f"target: a list of targets needs one per explained row ({n_rows}), got {len(target)}")
+    try:
+        array = np.asarray(target)
+    except ValueError:  # ragged: tuples of several lengths, checked one by one below
+        array = np.empty(0, dtype=object)
+    if isinstance(target, list) and any(isinstance(item, (bool, np.bool_)) for item in target):
+        array = np.empty(0, dtype=object)  # numpy would read True as 1: the check below refuses it
+    if array.dtype.kind in "iu" and array.ndim in (1, 2):
+        # integer targets: each distinct one is checked once, not once per row
+        distinct = np.unique(array, axis=0)
+        checked = [_one_index(tuple(item.tolist()) if array.ndim == 2 else int(item), item_shape, output_name)
+                   for item in distinct]
+        width = len(checked[0]) if checked else len(item_shape)
+        indices = array.reshape(n_rows, -1).astype(np.int64)
+        if indices.shape[1] < width:  # a class index into (batch, classes, 1) outputs
+            indices = np.concatenate([indices, np.zeros((n_rows, width - indices.shape[1]), np.int64)], axis=1)
+    else:
+        indices = np.array([_one_index(item, item_shape, output_name) for item in target], dtype=np.int64)
     return Target(indices=indices.reshape(n_rows, -1), output_name=output_name)
 
 
