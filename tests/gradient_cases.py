@@ -81,3 +81,14 @@ class Function(torch.nn.Module):
     def forward(self, *inputs):
         return self.function(*inputs)
 
+
+def check_two_batches(module, shape, rng, batches=(2, 5)):
+    """Export ``module`` on rows of ``shape`` with a dynamic batch, then compare its input gradient
+    with torch autograd at each of ``batches`` rows."""
+    sample = rng.standard_normal((2, *shape)).astype(np.float32)
+    proto = export(module, (torch.tensor(sample),), ["x"], ["out"], {"x": {0: "batch"}, "out": {0: "batch"}})
+    for batch in batches:
+        x = rng.standard_normal((batch, *shape)).astype(np.float32)
+        seeds, grads = run_gradient(proto, {"x": x}, "x")
+        assert_close(grads["x"], torch_vjp(module, [x], seeds["out__seed"])[0])
+

@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = nn.functional
 
-from gradient_cases import assert_close, export, run_gradient, torch_vjp
+from gradient_cases import assert_close, check_two_batches, export, run_gradient, torch_vjp
 
 
 class Function(nn.Module):
@@ -62,13 +62,7 @@ def test_layer_rule_matches_torch(case):
     function, modules, shape = CASES[case]
     torch.manual_seed(0)
     module = _randomize_batch_norm(Function(function, **modules)).eval()
-    rng = np.random.default_rng(2)
-    sample = rng.standard_normal((2, *shape)).astype(np.float32)
-    proto = export(module, (torch.tensor(sample),), ["x"], ["out"], {"x": {0: "batch"}, "out": {0: "batch"}})
-    for batch in (2, 5):
-        x = rng.standard_normal((batch, *shape)).astype(np.float32)
-        seeds, grads = run_gradient(proto, {"x": x}, "x")
-        assert_close(grads["x"], torch_vjp(module, [x], seeds["out__seed"])[0])
+    check_two_batches(module, shape, np.random.default_rng(2))
 
 
 def test_gemm_transposes_and_bias_broadcast():

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from gradient_cases import Function, assert_close, export, run_gradient, torch_vjp
+from gradient_cases import Function, assert_close, check_two_batches, export, run_gradient, torch_vjp
 
 
 INDEX = torch.tensor([[0, 2], [2, 2]])  # repeats: their gradients add up
@@ -34,13 +34,7 @@ CASES = {
 def test_data_movement_rule_matches_torch(case):
     function, shape = CASES[case]
     module = Function(function)
-    rng = np.random.default_rng(5)
-    sample = rng.standard_normal((2, *shape)).astype(np.float32)
-    proto = export(module, (torch.tensor(sample),), ["x"], ["out"], {"x": {0: "batch"}, "out": {0: "batch"}})
-    for batch in (2, 5):
-        x = rng.standard_normal((batch, *shape)).astype(np.float32)
-        seeds, grads = run_gradient(proto, {"x": x}, "x")
-        assert_close(grads["x"], torch_vjp(module, [x], seeds["out__seed"])[0])
+    check_two_batches(module, shape, np.random.default_rng(5))
 
 
 def test_slice_with_dynamic_sequence_length():

@@ -38,25 +38,27 @@ def _count(ctx, x, axes):
     return ctx.op("Reciprocal", [count])
 
 
-def reduce_sum(ctx, node, grads):
-    """d ReduceSum = g broadcast back over the reduced axes."""
+def _spread(ctx, node, grads, mean: bool):
+    """g broadcast back over the reduced axes, divided by their size for a mean."""
     x = node.input[0]
     axes = _reduce_axes(ctx, node)
     if axes == []:
         return [grads[0]]
     axes = list(range(ctx.rank(x))) if axes is None else axes
-    return [ctx.op("Expand", [_restored(ctx, node, grads[0], axes), ctx.shape(x)])]
+    restored = _restored(ctx, node, grads[0], axes)
+    if mean:
+        restored = ctx.mul(restored, _count(ctx, x, axes))
+    return [ctx.op("Expand", [restored, ctx.shape(x)])]
+
+
+def reduce_sum(ctx, node, grads):
+    """d ReduceSum = g broadcast back over the reduced axes."""
+    return _spread(ctx, node, grads, mean=False)
 
 
 def reduce_mean(ctx, node, grads):
     """d ReduceMean = g / n broadcast back over the reduced axes (n read at run time when dynamic)."""
-    x = node.input[0]
-    axes = _reduce_axes(ctx, node)
-    if axes == []:
-        return [grads[0]]
-    axes = list(range(ctx.rank(x))) if axes is None else axes
-    scaled = ctx.mul(_restored(ctx, node, grads[0], axes), _count(ctx, x, axes))
-    return [ctx.op("Expand", [scaled, ctx.shape(x)])]
+    return _spread(ctx, node, grads, mean=True)
 
 
 def _extremum(ctx, x, y_kept, grad_kept, axes):
