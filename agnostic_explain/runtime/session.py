@@ -14,6 +14,7 @@ import onnxruntime as ort
 from ..errors import ModelExecutionError, ModelLoadError, OutOfMemoryError, ParameterError
 from ..graph.batch import make_batch_dynamic, static_batch_size
 from ..graph.source import read_model, uses_external_data
+from ..graph.tidy import drop_empty_trailing_inputs
 from .binding import Resident, StaticBinding, run_bound
 from .model import Model
 from .precision import PRECISIONS, to_float16
@@ -137,8 +138,11 @@ class OnnxModel(Model):
         return self.on_cuda
 
     def _session_for(self, proto: onnx.ModelProto, path: Path | None) -> ort.InferenceSession:
+        # ORT's Pad fusion skips the Pad(x, pads, "") torch writes: serve the same graph without the ""
+        tidied = drop_empty_trailing_inputs(proto)
         return open_session(
-            path if path is not None else proto, providers=self._provider_entries, threads=self.threads,
+            path if path is not None and tidied is proto else tidied, providers=self._provider_entries,
+            threads=self.threads,
             session_config=self._session_config, external_data_dir=self.external_data_dir,
         )
 

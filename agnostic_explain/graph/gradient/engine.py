@@ -16,6 +16,7 @@ from ..source import open_model
 from ..topology import node_inputs
 from .context import RuleContext
 from .fold import inferred_types
+from .prepare import pads_in_convs
 from .registry import RULES
 
 __all__ = ["GRAD_SUFFIX", "SEED_SUFFIX", "gradient"]
@@ -80,11 +81,13 @@ def gradient(model, wrt, output=None, rules=None) -> onnx.ModelProto:
     (['x', 'y__seed'], ['y', 'x__grad'])
     """
     source = open_model(model)
-    proto = source.proto
+    wrt_names = _names(wrt, "wrt")
+    table = _rule_table(rules)
+    _opset(source.proto)
+    named_outputs = _names(output, "output") if output is not None else []
+    proto = pads_in_convs(source.proto, keep=set(wrt_names) | set(named_outputs))
     graph = proto.graph
     opset = _opset(proto)
-    table = _rule_table(rules)
-    wrt_names = _names(wrt, "wrt")
     types = inferred_types(proto)
     produced = {name for node in graph.node for name in node.output if name}
     graph_inputs = {value.name for value in graph.input}
