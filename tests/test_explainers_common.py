@@ -112,6 +112,19 @@ def test_image_methods_shapes_and_determinism(name, digits):
     assert first.target.tolist() == [3, 3] and first.method == name
 
 
+@pytest.mark.parametrize("name", sorted(IMAGE_EXPLAINERS))
+def test_a_callable_that_selects_a_class_equals_that_class(name, digits):
+    """Gradient methods read a linear callable's weights as the seed; the others reduce outputs with it."""
+    model, images = digits
+    x = images[:2]
+    by_index = IMAGE_EXPLAINERS[name](model, images).explain(x, target=3, random_state=7, progress=False)
+    by_callable = IMAGE_EXPLAINERS[name](model, images).explain(x, target=lambda y: y[:, 3], random_state=7,
+                                                                 progress=False)
+    np.testing.assert_allclose(by_callable.values, by_index.values, rtol=1e-5,
+                               atol=1e-6 * max(np.abs(by_index.values).max(), 1e-12))
+    np.testing.assert_allclose(by_callable.base_values, by_index.base_values, rtol=1e-6)
+
+
 def test_every_registered_method_is_covered_by_one_kind_of_rows():
     for name, cls in explainers().items():
         assert set(cls.row_kinds) <= {"tabular", "image", "tokens"}, name

@@ -124,12 +124,29 @@ def test_analytic_answers_of_quadratic_graphs():
     np.testing.assert_allclose(ig.extras["delta"], 0, atol=1e-5)
 
 
-def test_gradient_methods_refuse_integer_inputs_and_callable_targets(tokens):
+def test_a_linear_callable_target_seeds_the_backward_pass(cnn):
+    """A contrast of two classes is the difference of their gradients (linearity of the VJP)."""
+    _, model, images = cnn
+    contrast = ae.IntegratedGradients(model, steps=8).explain(images, target=lambda y: y[:, 3] - 0.5 * y[:, 1])
+    three = ae.IntegratedGradients(model, steps=8).explain(images, target=3)
+    one = ae.IntegratedGradients(model, steps=8).explain(images, target=1)
+    np.testing.assert_allclose(contrast.values, three.values - 0.5 * one.values, rtol=1e-4,
+                               atol=1e-5 * np.abs(three.values).max())
+    np.testing.assert_allclose(contrast.base_values, three.base_values - 0.5 * one.base_values, rtol=1e-5)
+    selected = ae.Saliency(model, absolute=False).explain(images, target=lambda y: y[:, 2])
+    np.testing.assert_array_equal(selected.values, ae.Saliency(model, absolute=False).explain(images, target=2).values)
+
+
+def test_gradient_methods_refuse_integer_inputs_and_nonlinear_callable_targets(tokens):
     with pytest.raises(ParameterError, match="LayerIntegratedGradients"):
         ae.Saliency(ae.load(tokens.proto, providers="cpu")).explain(np.zeros((1, 6), np.int64), target=0)
     model = ae.load(build_linear().proto, providers="cpu")
-    with pytest.raises(ParameterError, match="callable"):
-        ae.Saliency(model).explain(np.zeros((1, 4), np.float32), target=lambda outputs: outputs[:, 0])
+    x = np.zeros((1, 4), np.float32)
+    for nonlinear in (lambda y: np.exp(y[:, 0]), lambda y: y.max(axis=1), lambda y: y[:, 0] * y[:, -1]):
+        with pytest.raises(ParameterError, match="not linear"):
+            ae.Saliency(model).explain(x, target=nonlinear)
+    with pytest.raises(ParameterError, match="owners"):
+        ae.Saliency(model).explain(x, target=lambda outputs, owners: outputs[:, 0])
     with pytest.raises(ParameterError, match="steps"):
         ae.IntegratedGradients(model, steps=0).explain(np.zeros((1, 4), np.float32), target=0)
     with pytest.raises(ParameterError, match="method"):

@@ -24,8 +24,8 @@ from ..runtime.model import Model
 from .base import Explainer, Problem
 
 __all__ = [
-    "GradientExplainer", "GradientModel", "gradient_model", "input_gradients", "one_hot_seeds", "path_sum",
-    "require_float_rows", "run_gradients",
+    "GradientExplainer", "GradientModel", "gradient_model", "input_gradients", "linear_weights", "one_hot_seeds",
+    "path_sum", "require_float_rows", "run_gradients",
 ]
 
 
@@ -58,18 +58,60 @@ def gradient_model(model: Model, source, key, *, wrt: str, output: str, output_t
 
 
 def one_hot_seeds(problem: Problem, dtype=np.float32) -> np.ndarray:
-    """Seeds of shape (n_rows, *output_shape): 1 at each explained row's target, 0 elsewhere."""
+    """Seeds of shape (n_rows, *output_shape): 1 at each explained row's target, 0 elsewhere.
+
+    A callable target must be linear in the outputs (a weighted sum of them: a contrast of two
+    classes, a sum over a group); its weights are the seed (:func:`linear_weights`).
+    """
     target = problem.target
-    if target.function is not None:
-        raise ParameterError(
-            "target: gradient methods differentiate one output element per row; a callable target "
-            f"({getattr(target.function, '__name__', 'target')}) is not supported here. Pass a class index, "
-            "one per row, or 'predicted'"
-        )
     n, shape = len(problem.rows), tuple(problem.output_shape)
+    if target.function is not None:
+        return np.broadcast_to(linear_weights(target, shape), (n, *shape)).astype(dtype)
     seeds = np.zeros((n, int(np.prod(shape, dtype=np.int64))), dtype=dtype)
     seeds[np.arange(n), target.positions(shape)] = 1
     return seeds.reshape(n, *shape)
+
+
+#: the most output elements a callable target's weights are read for (one call on as many rows)
+MAX_CALLABLE_ELEMENTS = 4096
+
+
+def linear_weights(target, shape: tuple) -> np.ndarray:
+    """The weights ``w`` (shaped like one output row) of a callable target ``f(y) = <w, y> + c``.
+
+    Read from ``f`` at zero and at each basis vector, then checked at random outputs; a
+    callable that is not linear (a softmax, a maximum) is refused, since the gradient of the
+    model cannot be taken through Python code, and so is one that takes ``(outputs, owners)``.
+    """
+    name = getattr(target.function, "__name__", "target")
+    if target.with_owners:
+        raise ParameterError(
+            f"target: the callable target ({name}) takes (outputs, owners); gradient methods take a callable of "
+            "the outputs alone that is linear in them (y[:, 3] - y[:, 5], say), a class index, one per row, "
+            "or 'predicted'"
+        )
+    size = int(np.prod(shape, dtype=np.int64))
+    if size > MAX_CALLABLE_ELEMENTS:
+        raise ParameterError(
+            f"target: a callable target ({name}) on an output of {size} elements per row; gradient methods "
+            f"read a callable's weights for at most {MAX_CALLABLE_ELEMENTS}. Pass a class index, one per row, "
+            "or 'predicted'"
+        )
+    rng = np.random.default_rng(0)  # the check's own draws: the method's random_state stays untouched
+    basis = np.concatenate([np.zeros((1, size)), np.eye(size)])
+    probes = rng.standard_normal((4, size)) * np.array([[1.0], [10.0], [0.1], [100.0]])
+    values = target.select(np.concatenate([basis, probes]).reshape(-1, *shape),
+                           np.zeros(len(basis) + len(probes), dtype=np.int64))
+    offset, weights = values[0], values[1:size + 1] - values[0]
+    expected = probes @ weights + offset
+    scale = np.abs(probes) @ np.abs(weights) + abs(offset) + np.abs(values[size + 1:]) + 1e-12
+    if np.any(np.abs(values[size + 1:] - expected) > 1e-5 * scale):
+        raise ParameterError(
+            f"target: the callable target ({name}) is not linear in the outputs, so gradient methods cannot "
+            "seed the backward pass with it. Pass a weighted sum of outputs (y[:, 3] - y[:, 5], say), a "
+            "class index, one per row, or 'predicted'; for probabilities use output_transform='softmax'"
+        )
+    return weights.reshape(shape)
 
 
 def run_gradients(problem: Problem, graph: GradientModel, *, rows: np.ndarray, fixed: dict, n: int,
