@@ -200,6 +200,40 @@ def measure(proto, wrt, make_feeds, sizes, repeats):
     return rows, len(proto.graph.node), len(edited.graph.node)
 
 
+def against_onnx_ad(proto, wrt, make_feeds, size, repeats) -> str:
+    """One line: forward, our gradient graph and onnx-ad 0.3.0's reverse() graph, ms per row at one
+    static batch ``size`` (onnx-ad needs static shapes), interleaved; or why it was skipped."""
+    try:
+        import onnx_ad
+    except ImportError:
+        return "skipped: onnx-ad is not installed (`pip install onnx-ad==0.3.0`, in the bench extra)"
+    if wrt not in {value.name for value in proto.graph.input}:
+        return "skipped: onnx-ad differentiates graph inputs only, and this gradient is taken at an intermediate tensor"
+    static = onnx.ModelProto()
+    static.CopyFrom(proto)
+    for value in [*static.graph.input, *static.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_value = size
+    theirs_proto = onnx_ad.reverse(static, inputs=[wrt], layout="onnx")
+    ours_proto = gradient(proto, wrt)
+    forward, ours, theirs = _session(proto), _session(ours_proto), _session(theirs_proto)
+    feeds = make_feeds(size)
+    logits = forward.run(None, feeds)[0]
+    ours_feeds = {**feeds, **{v.name: np.ones_like(logits) for v in ours_proto.graph.input if v.name.endswith("__seed")}}
+    seed_inputs = [i for i in theirs.get_inputs() if i.name not in feeds]
+    theirs_feeds = {**feeds, **{i.name: np.ones([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
+                                for i in seed_inputs}}
+    runs = [(forward, feeds), (ours, ours_feeds), (theirs, theirs_feeds)]
+    for session, run_feeds in runs:
+        _seconds(session, run_feeds)
+    times = [[], [], []]
+    for _ in range(repeats):
+        for index, (session, run_feeds) in enumerate(runs):
+            times[index].append(_seconds(session, run_feeds) / size * 1e3)
+    f, o, t = (statistics.median(values) for values in times)
+    return (f"batch {size}: forward {f:.1f} ms/row; ours {o:.1f} ms/row ({o / f:.2f}x, {len(ours_proto.graph.node)} nodes); "
+            f"onnx-ad {t:.1f} ms/row ({t / f:.2f}x, {len(theirs_proto.graph.node)} nodes)")
+
+
 def profile(name):
     totals = {}
     for event in _profile_events(name, 1, "profile")[0]:
@@ -238,7 +272,7 @@ def main(argv=None):
          "ratio to it | nodes forward -> gradient |"),
         "|---|---|---|---|---|---|---|",
     ]
-    began = time.perf_counter()
+    began, per_batch, peers = time.perf_counter(), [], []
     for name, (build, sizes) in MODELS.items():
         try:
             proto, wrt, make_feeds = build()
@@ -254,7 +288,14 @@ def main(argv=None):
                      f"| **{gradient_ms / forward_ms:.2f}x** | {exported_ms:.2f} ({best_exported}) "
                      f"| {gradient_ms / exported_ms:.2f}x | {forward_nodes} -> {gradient_nodes} |")
         print(lines[-1], "\n   per batch (forward/gradient/exported forward ms per row):", detail, flush=True)
-    lines += ["", f"Total benchmark time {time.perf_counter() - began:.0f} s."]
+        peers.append(f"- {name.split(' (')[0]}: " + against_onnx_ad(proto, wrt, make_feeds, 8, args.repeats))
+        print(peers[-1], flush=True)
+        per_batch.append(f"- {name.split(' (')[0]}: " + ", ".join(
+            f"batch {size}: {f * 1e3:.1f} / {g * 1e3:.1f} / {e * 1e3:.1f} ms ({g / f:.2f}x)" for size, (f, g, e) in rows.items()))
+    lines += ["", "Per batch size: forward as served / gradient / forward as exported, ms per row (gradient over "
+              "forward at that batch size):", "", *per_batch, "",
+              "Against onnx-ad 0.3.0's `reverse()` (the same run, forward as served, seeds of ones, interleaved):", "",
+              *peers, "", f"Total benchmark time {time.perf_counter() - began:.0f} s."]
     (RESULTS / ("RESULTS.md" if args.device == "cpu" else f"RESULTS-{args.device}.md")).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

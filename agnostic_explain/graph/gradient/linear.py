@@ -203,7 +203,10 @@ def conv(ctx, node, grads):
 
     Lesson (EfficientNet-Lite0, ORT 1.31 CPU): a strided depthwise ConvTranspose is slow, but
     its polyphase form (one stride-1 Conv with s*s phase kernels, then DepthToSpace) was
-    slower still, DepthToSpace being a generic 6-D transpose; ConvTranspose stays.
+    slower still, DepthToSpace being a generic 6-D transpose; ConvTranspose stays. Zero-insertion
+    and a stride-1 depthwise Conv (96 channels, 56 -> 112, batch 16, between two 1x1 Convs: 37 ms
+    for ConvTranspose) cost 33 ms with the insertion by a 1x1 ConvTranspose, 37 ms by nearest
+    Resize and a checkerboard Mul, 68 ms by a 6-D Pad: too little gained for a second path.
     """
     x, w = node.input[0], node.input[1]
     g = grads[0]
