@@ -98,6 +98,19 @@ def _pad_conv_model(pad_inputs):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def test_a_pad_read_inside_a_subgraph_is_kept():
+    proto = _pad_conv_model([])
+    branch = helper.make_graph([helper.make_node("Identity", ["p"], ["q"])], "then", [],
+                               [helper.make_tensor_value_info("q", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["r"])], "else", [],
+                              [helper.make_tensor_value_info("r", TensorProto.FLOAT, None)])
+    proto.graph.node.append(helper.make_node("If", ["flag"], ["chosen"], then_branch=branch, else_branch=other))
+    proto.graph.input.append(helper.make_tensor_value_info("flag", TensorProto.BOOL, []))
+    proto.graph.output.append(helper.make_tensor_value_info("chosen", TensorProto.FLOAT, None))
+    assert pads_in_convs(proto) is proto
+    assert "Pad" not in _ops(pads_in_convs(_pad_conv_model([])))  # the same model without the If folds
+
+
 def _optimized_ops(proto, tmp_path) -> list[str]:
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")

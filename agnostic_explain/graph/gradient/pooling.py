@@ -145,17 +145,17 @@ def max_pool(ctx, node, grads):
     Lesson (ORT 1.31 CPU, 2 shared cores, 2x2 stride 2 after a ReLU, x [16,32,64,64] and
     [16,64,32,32]): an Indices output moves MaxPool off MLAS's pooling onto a per-element kernel
     (11 ms against 0.3 ms for the first shape, node profile), costing more than the
-    ScatterElements (~4 ms) that consumes the indices. (MaxUnpool placed g 1.45x faster than a
-    ScatterElements without reduction, but has no CUDA kernel in ONNX Runtime.) Forms that read
-    x without indices were slower than the scatter or close to it: ArgMax over the innermost (window column) axis, 8.5 ms for that node (second shape); a Transpose
-    moving that axis out, 32 ms; a 6-D Transpose to put the window last; strided Slices of x,
-    1 to 4 ms each; a one-hot by Equal against broadcast window positions (ONNX Runtime
-    broadcasts a size-1 innermost axis element by element). The prefix pools cost ~0.2 ms
-    each. Gradient graphs (forward included), indices + ScatterElements against this rule,
-    medians of 15 paired runs on one thread: Relu+MaxPool 16.3 -> 7.3 ms (2.2x) and 7.9 -> 3.0 ms
-    (2.6x); the small CNN of benchmarks/gradient_explainers.py 10.6 -> 7.2 ms (1.5x) at batch 8
-    and 44.1 -> 31.6 ms (1.4x) at batch 32, its max pools falling from 48% to 23-27% of the
-    graph's kernel time.
+    ScatterElements (~4 ms) that consumes the indices. MaxUnpool placed g 1.45x faster than a
+    ScatterElements without reduction, but ONNX Runtime's CUDA provider has no MaxUnpool kernel.
+    Forms that read x without indices were slower than the scatter or close to it: ArgMax over
+    the innermost (window column) axis, 8.5 ms for that node (second shape); a Transpose moving
+    that axis out, 32 ms; a 6-D Transpose to put the window last; strided Slices of x, 1 to 4 ms
+    each; a one-hot by Equal against broadcast window positions (ONNX Runtime broadcasts a
+    size-1 innermost axis element by element). The prefix pools cost ~0.2 ms each. Gradient
+    graphs (forward included), indices + add-scatter against this rule, medians of 15 paired
+    runs on one thread: Relu+MaxPool 16.6 -> 11.2 ms (1.48x) and 8.1 -> 5.0 ms (1.62x); the
+    small CNN of benchmarks/gradient_explainers.py 10.8 -> 8.6 ms (1.26x) at batch 8 and
+    44.6 -> 36.3 ms (1.23x) at batch 32.
     """
     if ctx.attribute("storage_order", 0):
         ctx.refuse("storage_order=1 is not supported")

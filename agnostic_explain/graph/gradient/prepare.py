@@ -22,9 +22,9 @@ def pads_in_convs(proto: onnx.ModelProto, keep=()) -> onnx.ModelProto:
     """A copy of ``proto`` where each constant zero Pad read only by Conv nodes is folded into them.
 
     A Pad is folded when its mode is constant, its value zero, its pads known (from constants)
-    and non-negative on the spatial axes only, and its output is neither a graph output nor
-    one of ``keep`` (tensors the caller names: ``wrt``, differentiated outputs). ``proto`` itself
-    is returned when nothing folds.
+    and non-negative on the spatial axes only, and its output is neither a graph output, nor
+    read inside a subgraph, nor one of ``keep`` (tensors the caller names: ``wrt``,
+    differentiated outputs). ``proto`` itself is returned when nothing folds.
     """
     candidates = [node for node in proto.graph.node if node.op_type == "Pad" and node.domain in ("", "ai.onnx")]
     if not candidates:
@@ -33,7 +33,7 @@ def pads_in_convs(proto: onnx.ModelProto, keep=()) -> onnx.ModelProto:
     for node in proto.graph.node:
         for name in node.input:
             readers.setdefault(name, []).append(node)
-    kept = set(keep) | {value.name for value in proto.graph.output}
+    kept = set(keep) | {value.name for value in proto.graph.output} | _read_in_subgraphs(proto.graph)
     constants = None
     plans = {}
     for pad in candidates:
@@ -62,6 +62,17 @@ def pads_in_convs(proto: onnx.ModelProto, keep=()) -> onnx.ModelProto:
     del copy.graph.node[:]
     copy.graph.node.extend(nodes)
     return copy
+
+
+def _read_in_subgraphs(graph) -> set:
+    """Names the subgraphs of ``graph``'s nodes read (outer-scope values among them)."""
+    names = set()
+    for node in graph.node:
+        for attribute in node.attribute:
+            subgraphs = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)
+            for sub in subgraphs:
+                names |= {name for inner in sub.node for name in inner.input} | _read_in_subgraphs(sub)
+    return names
 
 
 def _plain_conv(node, name) -> bool:
@@ -101,7 +112,7 @@ def _spatial_pads(pad, constants, n_spatial):
         if pads is None or value is None or (len(pad.input) > 3 and pad.input[3] and axes is None):
             return None
     pads = [int(v) for v in np.asarray(pads).reshape(-1)]
-    if np.any(np.asarray(value) != 0) or len(pads) % 2:
+    if not pads or len(pads) % 2 or np.any(np.asarray(value) != 0):
         return None
     count, rank = len(pads) // 2, 2 + n_spatial
     explicit = axes is not None
