@@ -179,8 +179,8 @@ def _seconds(session, feeds):
 
 
 def measure(proto, wrt, make_feeds, sizes, repeats):
-    """Median seconds per row of the forward model (as served, and as exported) and of its
-    gradient graph, per batch size."""
+    """``(rows, edited)``: ``rows[size]`` holds the median seconds per row of the forward model as
+    served, of its gradient graph ``edited``, and of the forward as exported, per batch size."""
     edited = gradient(proto, wrt)
     forward, backward, exported = _session(proto), _session(edited), _session(proto, served=False)
     seed_names = [value.name for value in edited.graph.input if value.name.endswith("__seed")]
@@ -197,12 +197,13 @@ def measure(proto, wrt, make_feeds, sizes, repeats):
             gradient_times.append(_seconds(backward, both) / size)
             exported_times.append(_seconds(exported, feeds) / size)
         rows[size] = tuple(statistics.median(t) for t in (forward_times, gradient_times, exported_times))
-    return rows, len(proto.graph.node), len(edited.graph.node)
+    return rows, edited
 
 
-def against_onnx_ad(proto, wrt, make_feeds, size, repeats) -> str:
+def against_onnx_ad(proto, ours_proto, wrt, make_feeds, size, repeats) -> str:
     """One line: forward, our gradient graph and onnx-ad 0.3.0's reverse() graph, ms per row at one
-    static batch ``size`` (onnx-ad needs static shapes), interleaved; or why it was skipped."""
+    static batch ``size`` (onnx-ad needs static shapes), interleaved; or why it was skipped.
+    ``ours_proto`` is our gradient graph of ``proto``."""
     try:
         import onnx_ad
     except ImportError:
@@ -214,7 +215,6 @@ def against_onnx_ad(proto, wrt, make_feeds, size, repeats) -> str:
     for value in [*static.graph.input, *static.graph.output]:
         value.type.tensor_type.shape.dim[0].dim_value = size
     theirs_proto = onnx_ad.reverse(static, inputs=[wrt], layout="onnx")
-    ours_proto = gradient(proto, wrt)
     forward, ours, theirs = _session(proto), _session(ours_proto), _session(theirs_proto)
     feeds = make_feeds(size)
     logits = forward.run(None, feeds)[0]
@@ -279,7 +279,8 @@ def main(argv=None):
         except ImportError as error:
             lines.append(f"| {name} | skipped: {error} | | | |")
             continue
-        rows, forward_nodes, gradient_nodes = measure(proto, wrt, make_feeds, sizes, args.repeats)
+        rows, edited = measure(proto, wrt, make_feeds, sizes, args.repeats)
+        forward_nodes, gradient_nodes = len(proto.graph.node), len(edited.graph.node)
         best_forward, best_gradient, best_exported = (min(rows, key=lambda size, k=k: rows[size][k]) for k in range(3))
         forward_ms, gradient_ms = rows[best_forward][0] * 1e3, rows[best_gradient][1] * 1e3
         exported_ms = rows[best_exported][2] * 1e3
@@ -288,7 +289,7 @@ def main(argv=None):
                      f"| **{gradient_ms / forward_ms:.2f}x** | {exported_ms:.2f} ({best_exported}) "
                      f"| {gradient_ms / exported_ms:.2f}x | {forward_nodes} -> {gradient_nodes} |")
         print(lines[-1], "\n   per batch (forward/gradient/exported forward ms per row):", detail, flush=True)
-        peers.append(f"- {name.split(' (')[0]}: " + against_onnx_ad(proto, wrt, make_feeds, 8, args.repeats))
+        peers.append(f"- {name.split(' (')[0]}: " + against_onnx_ad(proto, edited, wrt, make_feeds, 8, args.repeats))
         print(peers[-1], flush=True)
         per_batch.append(f"- {name.split(' (')[0]}: " + ", ".join(
             f"batch {size}: {f * 1e3:.1f} / {g * 1e3:.1f} / {e * 1e3:.1f} ms ({g / f:.2f}x)" for size, (f, g, e) in rows.items()))

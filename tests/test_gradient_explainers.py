@@ -33,12 +33,17 @@ def small_cnn():
     return net.eval()
 
 
-@pytest.fixture(scope="module")
-def cnn():
+def cnn_case(image_seed: int):
+    """The small CNN, its ONNX export loaded on the CPU, and three random images."""
     net = small_cnn()
     model = ae.load(export_torch(net, torch.zeros(1, 3, 16, 16)), providers="cpu")
-    images = np.random.default_rng(0).normal(size=(3, 3, 16, 16)).astype(np.float32)
+    images = np.random.default_rng(image_seed).normal(size=(3, 3, 16, 16)).astype(np.float32)
     return net, model, images
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return cnn_case(0)
 
 
 def captum(method_class, net, images, target, **kwargs):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import export_torch
 from gradient_cases import assert_close
-from test_gradient_explainers import small_cnn, targets_of
+from test_gradient_explainers import cnn_case, targets_of
 
 import agnostic_explain as ae
 
@@ -20,10 +20,7 @@ LAYERS = {3: "/3/MaxPool_output_0", 5: "/5/Relu_output_0"}
 
 @pytest.fixture(scope="module")
 def cnn():
-    net = small_cnn()
-    model = ae.load(export_torch(net, torch.zeros(1, 3, 16, 16)), providers="cpu")
-    images = np.random.default_rng(2).normal(size=(3, 3, 16, 16)).astype(np.float32)
-    return net, model, images
+    return cnn_case(2)
 
 
 def layer_values(net, index, images, target):

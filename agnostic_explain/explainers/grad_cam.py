@@ -69,7 +69,17 @@ class GradCam(LayerGradientExplainer):
         return class_activation_map(problem, maps, grads.mean(axis=(2, 3)), relu=bool(self.relu))
 
 
-class GradCamPlusPlus(GradCam):
+class RectifiedGradCam(GradCam):
+    """A Grad-CAM variant whose map always goes through the ReLU: it takes no ``relu`` parameter."""
+
+    def __init__(self, model, layer=None):
+        super().__init__(model, layer, relu=True)
+
+    def _params(self) -> dict:
+        return {"layer": self.layer}
+
+
+class GradCamPlusPlus(RectifiedGradCam):
     """Grad-CAM++ with pytorch-grad-cam's closed form of the weights.
 
     ``alpha = G^2 / (2 G^2 + sum_ij(A) G^3)`` (0 where ``G = 0``) and
@@ -91,12 +101,6 @@ class GradCamPlusPlus(GradCam):
     """
 
     method = "grad_cam_plus_plus"
-
-    def __init__(self, model, layer=None):
-        super().__init__(model, layer, relu=True)
-
-    def _params(self) -> dict:
-        return {"layer": self.layer}
 
     def _attribute(self, problem: Problem) -> np.ndarray:
         maps, grads = self._maps(problem)

@@ -12,7 +12,7 @@ import numpy as np
 from ..graph.gradient import guided_relu
 from ..layout import channel_axis
 from .base import Problem
-from .grad_cam import GradCam
+from .grad_cam import RectifiedGradCam
 from .gradients import GradientExplainer, input_gradients, require_float_rows
 
 #: the backward rules of Guided Backprop
@@ -44,7 +44,7 @@ class GuidedBackprop(GradientExplainer):
         return self._gradients_at_rows(problem)
 
 
-class GuidedGradCam(GradCam):
+class GuidedGradCam(RectifiedGradCam):
     """Guided Backprop times the Grad-CAM map upsampled (nearest) to the input, as Captum's ``GuidedGradCam``.
 
     Parameters
@@ -68,12 +68,6 @@ class GuidedGradCam(GradCam):
     """
 
     method = "guided_grad_cam"
-
-    def __init__(self, model, layer=None):
-        super().__init__(model, layer, relu=True)
-
-    def _params(self) -> dict:
-        return {"layer": self.layer}
 
     def _check(self, rows):
         require_float_rows(rows, type(self).__name__)
